@@ -1,0 +1,1 @@
+//! Warden decision engine (in progress).

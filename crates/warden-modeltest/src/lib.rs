@@ -1,0 +1,1 @@
+//! Model test files (in progress).
