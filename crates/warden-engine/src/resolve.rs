@@ -1,0 +1,537 @@
+//! Resolution: Check over the rewrite tree, with OpenFGA's semantics for unions,
+//! intersections, exclusions, cycles and the depth limit; plus the candidate search
+//! behind ListObjects and ListUsers, and Expand.
+//!
+//! Semantics (matching OpenFGA):
+//! - every hop to another `object#relation` (computed userset, tuple-to-userset, a
+//!   userset tuple) costs one unit of depth; reaching the limit is an error;
+//! - revisiting an `object#relation` on the current path is a cycle: that branch is
+//!   "false, cycle detected", which an intersection or exclusion turns into false;
+//! - a union is allowed if any branch is; errors only surface when no branch allows;
+//!   an intersection is false as soon as one branch is false; an exclusion is false if
+//!   its base is false or its subtraction true;
+//! - a stored tuple that the current model would not accept is ignored.
+
+use std::cell::RefCell;
+
+use smallvec::SmallVec;
+
+use crate::condition::Context;
+use crate::error::EngineError;
+use crate::intern::Sym;
+use crate::model::{Model, RelationInfo, Rewrite, TypeInfo, UserKind};
+use crate::names::Names;
+use crate::store::{Edge, Index, NONE, ObjRel, STAR, StoredCondition, Subject, TupleStore, subject_string};
+use crate::tuple::{TupleKey, UserStr, parse_object, parse_user};
+
+/// The outcome of resolving one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Res {
+    Allowed,
+    Denied { cycle: bool },
+}
+
+type R = Result<Res, EngineError>;
+
+/// `(type, id, model relation index)` of a node on the current path.
+type Visited = SmallVec<[(Sym, Sym, u32); 16]>;
+
+pub(crate) struct Resolver<'a> {
+    pub model: &'a Model,
+    pub store: &'a Index,
+    pub overlay: Index,
+    pub names: Names<'a>,
+    pub context: &'a Context,
+    pub max_depth: u32,
+    pub explain: bool,
+    pub path: RefCell<Vec<String>>,
+}
+
+impl<'a> Resolver<'a> {
+    /// A resolver over `store` plus `contextual` tuples (validated against the model).
+    pub fn new(
+        model: &'a Model,
+        store: &'a TupleStore,
+        contextual: &[TupleKey],
+        context: &'a Context,
+        max_depth: u32,
+    ) -> Result<Self, EngineError> {
+        let mut names = Names::new(&store.names);
+        let mut overlay = Index::default();
+        for t in contextual {
+            crate::store::validate_tuple(model, t)?;
+            let obj = parse_object(&t.object)?;
+            let user = parse_user(&t.user)?;
+            let key = ObjRel {
+                ty: names.intern(obj.type_name),
+                id: names.intern(obj.id),
+                rel: names.intern(&t.relation),
+            };
+            let subject = intern_user(&mut names, &user);
+            let cond = t.condition.as_ref().map(|c| StoredCondition {
+                name: names.intern(&c.name),
+                context: c.context.clone().filter(|c| !c.is_empty()).map(Box::new),
+            });
+            overlay.insert(key, subject, cond);
+        }
+        Ok(Resolver {
+            model,
+            store: &store.index,
+            overlay,
+            names,
+            context,
+            max_depth,
+            explain: false,
+            path: RefCell::new(Vec::new()),
+        })
+    }
+
+    pub fn intern_user(&mut self, user: &UserStr<'_>) -> Subject {
+        intern_user(&mut self.names, user)
+    }
+
+    fn indexes(&self) -> impl Iterator<Item = &Index> {
+        std::iter::once(self.store).chain((!self.overlay.is_empty()).then_some(&self.overlay))
+    }
+
+    fn type_name(&self, ty: Sym) -> &str {
+        self.names.resolve(ty)
+    }
+
+    fn note(&self, f: impl FnOnce() -> String) {
+        if self.explain {
+            self.path.borrow_mut().push(f());
+        }
+    }
+
+    fn object_string(&self, ty: Sym, id: Sym) -> String {
+        format!("{}:{}", self.names.resolve(ty), self.names.resolve(id))
+    }
+
+    fn subject_string(&self, s: &Subject) -> String {
+        subject_string(|sym| self.names.resolve(sym), s)
+    }
+
+    /// Whether `user` has `rel` on `(ty, id)`.
+    pub fn check(&self, ty: Sym, id: Sym, rel: &RelationInfo, user: &Subject, depth: u32, visited: &mut Visited) -> R {
+        if depth >= self.max_depth {
+            return Err(EngineError::ResolutionTooDeep(self.max_depth));
+        }
+        // `type:id#rel` is trivially in its own userset.
+        if user.rel != NONE
+            && user.ty == ty
+            && user.id == id
+            && self.names.resolve(user.rel) == &*rel.name
+        {
+            return Ok(Res::Allowed);
+        }
+        let key = (ty, id, rel.index);
+        if visited.contains(&key) {
+            return Ok(Res::Denied { cycle: true });
+        }
+        let Some(ti) = self.model.type_info(self.type_name(ty)) else {
+            return Ok(Res::Denied { cycle: false });
+        };
+        let mark = if self.explain { self.path.borrow().len() } else { 0 };
+        visited.push(key);
+        let r = self.rewrite(ty, id, ti, rel, &rel.rewrite, user, depth, visited);
+        visited.pop();
+        if self.explain && !matches!(r, Ok(Res::Allowed)) {
+            self.path.borrow_mut().truncate(mark);
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rewrite(
+        &self,
+        ty: Sym,
+        id: Sym,
+        ti: &TypeInfo,
+        rel: &RelationInfo,
+        rw: &Rewrite,
+        user: &Subject,
+        depth: u32,
+        visited: &mut Visited,
+    ) -> R {
+        match rw {
+            Rewrite::This => self.direct(ty, id, rel, user, depth, visited),
+            Rewrite::Computed(name) => {
+                let Some(target) = ti.relations.get(name) else {
+                    return Ok(Res::Denied { cycle: false });
+                };
+                let r = self.check(ty, id, target, user, depth + 1, visited);
+                if matches!(r, Ok(Res::Allowed)) {
+                    self.note(|| format!("{}#{} <- {}#{}", self.object_string(ty, id), rel.name, self.object_string(ty, id), name));
+                }
+                r
+            }
+            Rewrite::TupleToUserset { tupleset, computed } => {
+                self.ttu(ty, id, ti, rel, tupleset, computed, user, depth, visited)
+            }
+            Rewrite::Union(children) => {
+                let mut agg = Union::default();
+                for c in children {
+                    if agg.add(self.rewrite(ty, id, ti, rel, c, user, depth, visited)) {
+                        return Ok(Res::Allowed);
+                    }
+                }
+                agg.finish()
+            }
+            Rewrite::Intersection(children) => {
+                let mut err = None;
+                let mark = if self.explain { self.path.borrow().len() } else { 0 };
+                for c in children {
+                    match self.rewrite(ty, id, ti, rel, c, user, depth, visited) {
+                        Ok(Res::Allowed) => {}
+                        Ok(denied) => {
+                            self.truncate(mark);
+                            return Ok(denied);
+                        }
+                        Err(e) => err = Some(e),
+                    }
+                }
+                match err {
+                    Some(e) => {
+                        self.truncate(mark);
+                        Err(e)
+                    }
+                    None => Ok(Res::Allowed),
+                }
+            }
+            Rewrite::Difference(base, subtract) => {
+                let mark = if self.explain { self.path.borrow().len() } else { 0 };
+                let base_err = match self.rewrite(ty, id, ti, rel, base, user, depth, visited) {
+                    Ok(Res::Allowed) => None,
+                    Ok(denied) => return Ok(denied),
+                    Err(e) => Some(e),
+                };
+                let sub_mark = if self.explain { self.path.borrow().len() } else { 0 };
+                let r = match self.rewrite(ty, id, ti, rel, subtract, user, depth, visited) {
+                    Ok(Res::Allowed) => Ok(Res::Denied { cycle: false }),
+                    Ok(Res::Denied { cycle: true }) => Ok(Res::Denied { cycle: true }),
+                    Ok(Res::Denied { cycle: false }) => match base_err {
+                        Some(e) => Err(e),
+                        None => Ok(Res::Allowed),
+                    },
+                    Err(e) => Err(base_err.unwrap_or(e)),
+                };
+                if matches!(r, Ok(Res::Allowed)) {
+                    self.truncate(sub_mark);
+                } else {
+                    self.truncate(mark);
+                }
+                r
+            }
+        }
+    }
+
+    fn truncate(&self, mark: usize) {
+        if self.explain {
+            self.path.borrow_mut().truncate(mark);
+        }
+    }
+
+    /// Whether a stored edge is acceptable to the current model for `rel`.
+    fn edge_valid(&self, rel: &RelationInfo, index: &Index, e: &Edge) -> bool {
+        let s = &e.subject;
+        let user_type = self.names.resolve(s.ty);
+        let kind = if s.rel != NONE {
+            UserKind::Userset(self.names.resolve(s.rel))
+        } else if s.id == STAR {
+            UserKind::Wildcard
+        } else {
+            UserKind::Object
+        };
+        let cond = index.condition(e.cond).map(|c| self.names.resolve(c.name));
+        rel.allows(user_type, kind, cond)
+    }
+
+    /// Evaluates the edge's condition (true when it has none).
+    fn condition_holds(&self, index: &Index, e: &Edge) -> Result<bool, EngineError> {
+        match index.condition(e.cond) {
+            None => Ok(true),
+            Some(c) => Ok(self.model.conditions().evaluate(
+                self.names.resolve(c.name),
+                c.context.as_deref(),
+                self.context,
+            )?),
+        }
+    }
+
+    fn direct(&self, ty: Sym, id: Sym, rel: &RelationInfo, user: &Subject, depth: u32, visited: &mut Visited) -> R {
+        let Some(rel_sym) = self.names.get(&rel.name) else {
+            return Ok(Res::Denied { cycle: false });
+        };
+        let key = ObjRel { ty, id, rel: rel_sym };
+        let mut agg = Union::default();
+        // A tuple naming the user itself, or the wildcard of its type.
+        let wildcard = (user.rel == NONE && user.id != STAR).then_some(Subject { ty: user.ty, id: STAR, rel: NONE });
+        for index in self.indexes() {
+            for subject in std::iter::once(user).chain(wildcard.as_ref()) {
+                if let Some(e) = index.find(&key, subject) {
+                    if self.edge_valid(rel, index, e)
+                        && agg.add(self.condition_holds(index, e).map(to_res))
+                    {
+                        self.note(|| format!("{}#{} <- {} (direct)", self.object_string(ty, id), rel.name, self.subject_string(&e.subject)));
+                        return Ok(Res::Allowed);
+                    }
+                }
+            }
+        }
+        // Usersets (`group:x#member`) on the relation: is the user in any of them?
+        for index in self.indexes() {
+            for e in index.users(&key).iter().take_while(|e| e.subject.is_userset()) {
+                if !self.edge_valid(rel, index, e) {
+                    continue;
+                }
+                match self.condition_holds(index, e) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(err) => {
+                        agg.add(Err(err));
+                        continue;
+                    }
+                }
+                let s = e.subject;
+                let Ok(target) = self.model.relation(self.names.resolve(s.ty), self.names.resolve(s.rel)) else {
+                    continue;
+                };
+                if agg.add(self.check(s.ty, s.id, target, user, depth + 1, visited)) {
+                    self.note(|| format!("{}#{} <- {} (userset)", self.object_string(ty, id), rel.name, self.subject_string(&s)));
+                    return Ok(Res::Allowed);
+                }
+            }
+        }
+        agg.finish()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ttu(
+        &self,
+        ty: Sym,
+        id: Sym,
+        ti: &TypeInfo,
+        rel: &RelationInfo,
+        tupleset: &str,
+        computed: &str,
+        user: &Subject,
+        depth: u32,
+        visited: &mut Visited,
+    ) -> R {
+        let (Some(ts_rel), Some(ts_sym)) = (ti.relations.get(tupleset), self.names.get(tupleset)) else {
+            return Ok(Res::Denied { cycle: false });
+        };
+        let key = ObjRel { ty, id, rel: ts_sym };
+        let mut agg = Union::default();
+        for index in self.indexes() {
+            for e in index.users(&key) {
+                let s = e.subject;
+                if s.rel != NONE || s.id == STAR || !self.edge_valid(ts_rel, index, e) {
+                    continue;
+                }
+                match self.condition_holds(index, e) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(err) => {
+                        agg.add(Err(err));
+                        continue;
+                    }
+                }
+                let Some(target) = self
+                    .model
+                    .type_info(self.names.resolve(s.ty))
+                    .and_then(|t| t.relations.get(computed))
+                else {
+                    continue;
+                };
+                if agg.add(self.check(s.ty, s.id, target, user, depth + 1, visited)) {
+                    self.note(|| format!("{}#{} <- {}#{} (from {})", self.object_string(ty, id), rel.name, self.object_string(s.ty, s.id), computed, tupleset));
+                    return Ok(Res::Allowed);
+                }
+            }
+        }
+        agg.finish()
+    }
+
+    /// Candidate objects of type `target_ty` for ListObjects: every object reachable
+    /// from the user by following tuples backwards (an over-approximation; each
+    /// candidate is then checked).
+    pub fn object_candidates(&self, user: &Subject, target_ty: Sym) -> Vec<(Sym, Sym)> {
+        let mut seen = rustc_hash::FxHashSet::default();
+        let mut out = Vec::new();
+        let mut frontier = vec![(user.ty, user.id)];
+        if user.rel == NONE && user.id != STAR {
+            frontier.push((user.ty, STAR));
+        }
+        if user.rel != NONE && user.ty == target_ty {
+            seen.insert((user.ty, user.id));
+            out.push((user.ty, user.id));
+        }
+        while let Some((ty, id)) = frontier.pop() {
+            for index in self.indexes() {
+                for r in index.appearances(ty, id) {
+                    let node = (r.object.ty, r.object.id);
+                    if seen.insert(node) {
+                        if node.0 == target_ty {
+                            out.push(node);
+                        }
+                        frontier.push(node);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Candidate users for ListUsers: every user on a direct tuple reachable from
+    /// `(ty, id)#rel` through the model's rewrites (subtractions excluded), plus every
+    /// `object#relation` visited (as a userset). Each candidate is then checked.
+    pub fn user_candidates(&self, ty: Sym, id: Sym, rel: &RelationInfo) -> (Vec<Subject>, Vec<(Sym, Sym, &'a str)>)
+    where
+        'a: 'a,
+    {
+        let mut users = Vec::new();
+        let mut seen_users = rustc_hash::FxHashSet::default();
+        let mut nodes: Vec<(Sym, Sym, &'a str)> = Vec::new();
+        let mut seen_nodes = rustc_hash::FxHashSet::default();
+        let model: &'a Model = self.model;
+        let mut work: Vec<(Sym, Sym, &'a RelationInfo)> = Vec::new();
+        if let Some(r) = model.type_info(self.type_name(ty)).and_then(|t| t.relations.get(&*rel.name)) {
+            work.push((ty, id, r));
+        }
+        while let Some((ty, id, rel)) = work.pop() {
+            if !seen_nodes.insert((ty, id, rel.index)) {
+                continue;
+            }
+            nodes.push((ty, id, &*rel.name));
+            let Some(ti) = model.type_info(self.type_name(ty)) else { continue };
+            let mut stack: Vec<&'a Rewrite> = vec![&rel.rewrite];
+            while let Some(rw) = stack.pop() {
+                match rw {
+                    Rewrite::This => {
+                        let Some(rel_sym) = self.names.get(&rel.name) else { continue };
+                        let key = ObjRel { ty, id, rel: rel_sym };
+                        for index in self.indexes() {
+                            for e in index.users(&key) {
+                                if !self.edge_valid(rel, index, e) {
+                                    continue;
+                                }
+                                let s = e.subject;
+                                if seen_users.insert(s) {
+                                    users.push(s);
+                                }
+                                if s.rel != NONE {
+                                    if let Ok(t) = model.relation(self.names.resolve(s.ty), self.names.resolve(s.rel)) {
+                                        work.push((s.ty, s.id, t));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Rewrite::Computed(name) => {
+                        if let Some(t) = ti.relations.get(name) {
+                            work.push((ty, id, t));
+                        }
+                    }
+                    Rewrite::TupleToUserset { tupleset, computed } => {
+                        let (Some(ts_rel), Some(ts_sym)) = (ti.relations.get(tupleset), self.names.get(tupleset)) else {
+                            continue;
+                        };
+                        let key = ObjRel { ty, id, rel: ts_sym };
+                        for index in self.indexes() {
+                            for e in index.users(&key) {
+                                let s = e.subject;
+                                if s.rel != NONE || s.id == STAR || !self.edge_valid(ts_rel, index, e) {
+                                    continue;
+                                }
+                                if let Some(t) = model.type_info(self.names.resolve(s.ty)).and_then(|t| t.relations.get(&**computed)) {
+                                    work.push((s.ty, s.id, t));
+                                }
+                            }
+                        }
+                    }
+                    Rewrite::Union(c) | Rewrite::Intersection(c) => stack.extend(c.iter()),
+                    Rewrite::Difference(base, _) => stack.push(base),
+                }
+            }
+        }
+        (users, nodes)
+    }
+
+    /// The direct users of `(ty, id)#rel` as strings (for Expand).
+    pub fn direct_users(&self, ty: Sym, id: Sym, rel: &RelationInfo) -> Vec<String> {
+        let Some(rel_sym) = self.names.get(&rel.name) else { return Vec::new() };
+        let key = ObjRel { ty, id, rel: rel_sym };
+        let mut out: Vec<String> = self
+            .indexes()
+            .flat_map(|index| index.users(&key).iter().filter(move |e| self.edge_valid(rel, index, e)))
+            .map(|e| self.subject_string(&e.subject))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The objects on the tupleset `(ty, id)#tupleset` (for Expand).
+    pub fn tupleset_objects(&self, ty: Sym, id: Sym, ts_rel: &RelationInfo) -> Vec<(Sym, Sym)> {
+        let Some(rel_sym) = self.names.get(&ts_rel.name) else { return Vec::new() };
+        let key = ObjRel { ty, id, rel: rel_sym };
+        let mut out: Vec<(Sym, Sym)> = self
+            .indexes()
+            .flat_map(|index| index.users(&key).iter().filter(move |e| self.edge_valid(ts_rel, index, e)))
+            .filter(|e| e.subject.rel == NONE && e.subject.id != STAR)
+            .map(|e| (e.subject.ty, e.subject.id))
+            .collect();
+        out.dedup();
+        out
+    }
+}
+
+fn to_res(holds: bool) -> Res {
+    if holds { Res::Allowed } else { Res::Denied { cycle: false } }
+}
+
+pub(crate) fn intern_user(names: &mut Names<'_>, user: &UserStr<'_>) -> Subject {
+    match *user {
+        UserStr::Object(o) => Subject { ty: names.intern(o.type_name), id: names.intern(o.id), rel: NONE },
+        UserStr::Wildcard { type_name } => Subject { ty: names.intern(type_name), id: STAR, rel: NONE },
+        UserStr::Userset { object, relation } => Subject {
+            ty: names.intern(object.type_name),
+            id: names.intern(object.id),
+            rel: names.intern(relation),
+        },
+    }
+}
+
+/// Folds branch results the way a union does.
+#[derive(Default)]
+struct Union {
+    cycle: bool,
+    err: Option<EngineError>,
+}
+
+impl Union {
+    /// Adds one branch; true means the union is allowed (stop).
+    fn add(&mut self, r: R) -> bool {
+        match r {
+            Ok(Res::Allowed) => return true,
+            Ok(Res::Denied { cycle }) => self.cycle |= cycle,
+            Err(e) => {
+                self.err.get_or_insert(e);
+            }
+        }
+        false
+    }
+
+    fn finish(self) -> R {
+        match self.err {
+            Some(e) => Err(e),
+            None => Ok(Res::Denied { cycle: self.cycle }),
+        }
+    }
+}
+
+pub(crate) fn new_visited() -> Visited {
+    SmallVec::new()
+}
