@@ -6,7 +6,7 @@ use crate::request::{
     CheckRequest, CheckResult, ExpandRequest, ListObjectsRequest, ListUsersRequest, UsersetTree,
 };
 use crate::resolve::{Res, Resolver, new_visited};
-use crate::store::{NONE, STAR, Subject, TupleStore};
+use crate::store::{NONE, Subject, TupleStore};
 use crate::tuple::{UserStr, parse_object, parse_user};
 
 /// OpenFGA's default resolution depth limit.
@@ -222,6 +222,3 @@ fn user_string(u: &UserStr<'_>) -> String {
         UserStr::Userset { object, relation } => format!("{}:{}#{relation}", object.type_name, object.id),
     }
 }
-
-#[allow(dead_code)]
-const _: u32 = STAR;

@@ -67,10 +67,6 @@ impl Interner {
         self.ends.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
     /// Approximate heap bytes used.
     pub fn heap_bytes(&self) -> usize {
         self.buf.capacity() + self.ends.capacity() * 4 + self.table.capacity() * 5

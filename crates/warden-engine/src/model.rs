@@ -13,14 +13,11 @@ pub struct Model {
     schema: AuthorizationModel,
     types: FxHashMap<Box<str>, TypeInfo>,
     conditions: ConditionSet,
-    relation_count: u32,
 }
 
 #[derive(Debug)]
 pub(crate) struct TypeInfo {
     pub relations: FxHashMap<Box<str>, RelationInfo>,
-    /// Relation names in model order (for expansion and listing).
-    pub order: Vec<Box<str>>,
 }
 
 #[derive(Debug)]
@@ -67,7 +64,6 @@ impl Model {
         let mut next_index = 0u32;
         for td in &schema.type_definitions {
             let mut relations = FxHashMap::default();
-            let mut order = Vec::new();
             for (name, userset) in &td.relations {
                 let direct = td.directly_related(name).iter().map(direct_ref).collect();
                 let rewrite = compile_rewrite(userset);
@@ -75,12 +71,11 @@ impl Model {
                     name.as_str().into(),
                     RelationInfo { index: next_index, name: name.as_str().into(), rewrite, direct },
                 );
-                order.push(name.as_str().into());
                 next_index += 1;
             }
-            types.insert(td.type_name.as_str().into(), TypeInfo { relations, order });
+            types.insert(td.type_name.as_str().into(), TypeInfo { relations });
         }
-        let model = Model { schema, types, conditions, relation_count: next_index };
+        let model = Model { schema, types, conditions };
         model.check_references()?;
         Ok(model)
     }
@@ -136,10 +131,6 @@ impl Model {
         self.types.get(name)
     }
 
-    pub(crate) fn relation_count(&self) -> u32 {
-        self.relation_count
-    }
-
     /// Whether `type_name` is defined.
     pub fn has_type(&self, type_name: &str) -> bool {
         self.types.contains_key(type_name)
@@ -176,13 +167,6 @@ impl RelationInfo {
                     _ => false,
                 }
         })
-    }
-
-    /// Whether the rewrite assigns users directly anywhere (has `this`).
-    pub fn has_direct(&self) -> bool {
-        let mut found = false;
-        self.rewrite.visit(&mut |rw| found |= matches!(rw, Rewrite::This));
-        found
     }
 }
 

@@ -42,9 +42,6 @@ impl Subject {
     pub fn is_userset(&self) -> bool {
         self.rel != NONE
     }
-    pub fn is_wildcard(&self) -> bool {
-        self.id == STAR && self.rel == NONE
-    }
     /// Sort key: usersets first, then plain users by (type, id).
     fn order_key(&self) -> (bool, Sym, Sym, Sym) {
         (!self.is_userset(), self.ty, self.id, self.rel)
