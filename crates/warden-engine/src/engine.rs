@@ -5,7 +5,7 @@ use crate::model::Model;
 use crate::request::{
     CheckRequest, CheckResult, ExpandRequest, ListObjectsRequest, ListUsersRequest, UsersetTree,
 };
-use crate::resolve::{Res, Resolver, new_visited};
+use crate::resolve::{Res, Resolver, intern_user, new_visited};
 use crate::store::{NONE, Subject, TupleStore};
 use crate::tuple::{UserStr, parse_object, parse_user};
 
@@ -63,11 +63,11 @@ impl<'a> Engine<'a> {
             EngineError::InvalidInput { what: "check", value: format!("{}#{}", req.object, req.relation), reason: e.to_string() }
         })?;
         self.validate_user(&user)?;
-        let mut r = Resolver::new(self.model, self.store, &req.contextual_tuples, &req.context, self.max_depth)?;
+        let (mut r, (subject, ty, id)) =
+            Resolver::new(self.model, self.store, &req.contextual_tuples, &req.context, self.max_depth, |n| {
+                (intern_user(n, &user), n.intern(object.type_name), n.intern(object.id))
+            })?;
         r.explain = req.explain;
-        let subject = r.intern_user(&user);
-        let ty = r.names.intern(object.type_name);
-        let id = r.names.intern(object.id);
         let res = r.check(ty, id, rel, &subject, 0, &mut new_visited())?;
         let allowed = res == Res::Allowed;
         let mut path = if allowed { r.path.take() } else { Vec::new() };
@@ -85,9 +85,10 @@ impl<'a> Engine<'a> {
         let rel = self.model.relation(&req.object_type, &req.relation)?;
         let user = parse_user(&req.user)?;
         self.validate_user(&user)?;
-        let mut r = Resolver::new(self.model, self.store, &req.contextual_tuples, &req.context, self.max_depth)?;
-        let subject = r.intern_user(&user);
-        let target_ty = r.names.intern(&req.object_type);
+        let (r, (subject, target_ty)) =
+            Resolver::new(self.model, self.store, &req.contextual_tuples, &req.context, self.max_depth, |n| {
+                (intern_user(n, &user), n.intern(&req.object_type))
+            })?;
         let mut out = Vec::new();
         for (ty, id) in r.object_candidates(&subject, target_ty) {
             if r.check(ty, id, rel, &subject, 0, &mut new_visited())? == Res::Allowed {
@@ -114,9 +115,18 @@ impl<'a> Engine<'a> {
                 None => {}
             }
         }
-        let mut r = Resolver::new(self.model, self.store, &req.contextual_tuples, &req.context, self.max_depth)?;
-        let ty = r.names.intern(object.type_name);
-        let id = r.names.intern(object.id);
+        let filter_names: Vec<&str> = req
+            .user_filters
+            .iter()
+            .flat_map(|f| std::iter::once(f.type_name.as_str()).chain(f.relation.as_deref()))
+            .collect();
+        let (r, (ty, id)) =
+            Resolver::new(self.model, self.store, &req.contextual_tuples, &req.context, self.max_depth, |n| {
+                for name in &filter_names {
+                    n.intern(name);
+                }
+                (n.intern(object.type_name), n.intern(object.id))
+            })?;
         let filters: Vec<(Option<u32>, Option<Option<u32>>)> = req
             .user_filters
             .iter()
@@ -138,8 +148,8 @@ impl<'a> Engine<'a> {
         }
         for (nty, nid, nrel) in nodes {
             for f in &req.user_filters {
-                if f.relation.as_deref() == Some(nrel) && r.names.resolve(nty) == f.type_name {
-                    let rel_sym = r.names.intern(nrel);
+                if f.relation.as_deref() == Some(&*nrel.name) && r.names.resolve(nty) == f.type_name {
+                    let Some(rel_sym) = r.names.get(&nrel.name) else { continue };
                     let s = Subject { ty: nty, id: nid, rel: rel_sym };
                     if !candidates.contains(&s) {
                         candidates.push(s);
@@ -163,9 +173,10 @@ impl<'a> Engine<'a> {
         let object = parse_object(&req.object)?;
         let rel = self.model.relation(object.type_name, &req.relation)?;
         let empty = crate::condition::Context::new();
-        let mut r = Resolver::new(self.model, self.store, &req.contextual_tuples, &empty, self.max_depth)?;
-        let ty = r.names.intern(object.type_name);
-        let id = r.names.intern(object.id);
+        let (r, (ty, id)) =
+            Resolver::new(self.model, self.store, &req.contextual_tuples, &empty, self.max_depth, |n| {
+                (n.intern(object.type_name), n.intern(object.id))
+            })?;
         let ti = self
             .model
             .type_info(object.type_name)
@@ -187,9 +198,12 @@ fn expand_node(
     let name = format!("{object}#{}", rel.name);
     match rw {
         Rewrite::This => UsersetTree::Leaf { name, users: r.direct_users(ty, id, rel) },
-        Rewrite::Computed(c) => UsersetTree::Computed { name, userset: format!("{object}#{c}") },
-        Rewrite::TupleToUserset { tupleset, computed } => {
-            let computed_sets = match ti.relations.get(&**tupleset) {
+        Rewrite::Computed(c) => {
+            let c = r.model.rel(*c).map(|t| t.name.to_string()).unwrap_or_default();
+            UsersetTree::Computed { name, userset: format!("{object}#{c}") }
+        }
+        Rewrite::TupleToUserset { tupleset, computed, .. } => {
+            let computed_sets = match r.model.rel(*tupleset) {
                 Some(ts) => r
                     .tupleset_objects(ty, id, ts)
                     .into_iter()
@@ -197,7 +211,8 @@ fn expand_node(
                     .collect(),
                 None => Vec::new(),
             };
-            UsersetTree::TupleToUserset { name, tupleset: format!("{object}#{tupleset}"), computed: computed_sets }
+            let ts_name = r.model.rel(*tupleset).map(|t| t.name.to_string()).unwrap_or_default();
+            UsersetTree::TupleToUserset { name, tupleset: format!("{object}#{ts_name}"), computed: computed_sets }
         }
         Rewrite::Union(c) => UsersetTree::Union {
             name,

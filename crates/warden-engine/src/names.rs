@@ -35,3 +35,10 @@ impl<'a> Names<'a> {
         }
     }
 }
+
+impl Names<'_> {
+    /// The strings only this request knows.
+    pub fn locals(&self) -> impl Iterator<Item = &str> {
+        (0..self.local.len() as Sym).map(|i| self.local.resolve(i))
+    }
+}

@@ -13,13 +13,14 @@
 //! - a stored tuple that the current model would not accept is ignored.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use crate::condition::Context;
 use crate::error::EngineError;
 use crate::intern::Sym;
-use crate::model::{Model, RelationInfo, Rewrite, TypeInfo, UserKind};
+use crate::model::{Binding, Model, RelationInfo, Rewrite};
 use crate::names::Names;
 use crate::store::{Edge, Index, NONE, ObjRel, STAR, StoredCondition, Subject, TupleStore, subject_string};
 use crate::tuple::{TupleKey, UserStr, parse_object, parse_user};
@@ -45,17 +46,21 @@ pub(crate) struct Resolver<'a> {
     pub max_depth: u32,
     pub explain: bool,
     pub path: RefCell<Vec<String>>,
+    binding: Arc<Binding>,
 }
 
 impl<'a> Resolver<'a> {
     /// A resolver over `store` plus `contextual` tuples (validated against the model).
-    pub fn new(
+    /// `prepare` interns whatever else the request names (its user, its object) before
+    /// the model's names are bound to symbols.
+    pub fn new<T>(
         model: &'a Model,
         store: &'a TupleStore,
         contextual: &[TupleKey],
         context: &'a Context,
         max_depth: u32,
-    ) -> Result<Self, EngineError> {
+        prepare: impl FnOnce(&mut Names<'a>) -> T,
+    ) -> Result<(Self, T), EngineError> {
         let mut names = Names::new(&store.names);
         let mut overlay = Index::default();
         for t in contextual {
@@ -74,7 +79,15 @@ impl<'a> Resolver<'a> {
             });
             overlay.insert(key, subject, cond);
         }
-        Ok(Resolver {
+        let prepared = prepare(&mut names);
+        // The store's cached binding holds unless the request introduced a model name
+        // the store has never seen (then bind over the request's extended symbols).
+        let binding = if names.locals().any(|s| model.is_name(s)) {
+            Arc::new(model.bind(|s| names.get(s), (0, 0)))
+        } else {
+            model.binding_for(&store.names, store.uid)
+        };
+        let r = Resolver {
             model,
             store: &store.index,
             overlay,
@@ -83,19 +96,13 @@ impl<'a> Resolver<'a> {
             max_depth,
             explain: false,
             path: RefCell::new(Vec::new()),
-        })
-    }
-
-    pub fn intern_user(&mut self, user: &UserStr<'_>) -> Subject {
-        intern_user(&mut self.names, user)
+            binding,
+        };
+        Ok((r, prepared))
     }
 
     fn indexes(&self) -> impl Iterator<Item = &Index> {
         std::iter::once(self.store).chain((!self.overlay.is_empty()).then_some(&self.overlay))
-    }
-
-    fn type_name(&self, ty: Sym) -> &str {
-        self.names.resolve(ty)
     }
 
     fn note(&self, f: impl FnOnce() -> String) {
@@ -118,23 +125,16 @@ impl<'a> Resolver<'a> {
             return Err(EngineError::ResolutionTooDeep(self.max_depth));
         }
         // `type:id#rel` is trivially in its own userset.
-        if user.rel != NONE
-            && user.ty == ty
-            && user.id == id
-            && self.names.resolve(user.rel) == &*rel.name
-        {
+        if user.rel != NONE && user.ty == ty && user.id == id && user.rel == self.binding.rel_sym(rel) {
             return Ok(Res::Allowed);
         }
         let key = (ty, id, rel.index);
         if visited.contains(&key) {
             return Ok(Res::Denied { cycle: true });
         }
-        let Some(ti) = self.model.type_info(self.type_name(ty)) else {
-            return Ok(Res::Denied { cycle: false });
-        };
         let mark = if self.explain { self.path.borrow().len() } else { 0 };
         visited.push(key);
-        let r = self.rewrite(ty, id, ti, rel, &rel.rewrite, user, depth, visited);
+        let r = self.rewrite(ty, id, rel, &rel.rewrite, user, depth, visited);
         visited.pop();
         if self.explain && !matches!(r, Ok(Res::Allowed)) {
             self.path.borrow_mut().truncate(mark);
@@ -147,7 +147,6 @@ impl<'a> Resolver<'a> {
         &self,
         ty: Sym,
         id: Sym,
-        ti: &TypeInfo,
         rel: &RelationInfo,
         rw: &Rewrite,
         user: &Subject,
@@ -156,23 +155,23 @@ impl<'a> Resolver<'a> {
     ) -> R {
         match rw {
             Rewrite::This => self.direct(ty, id, rel, user, depth, visited),
-            Rewrite::Computed(name) => {
-                let Some(target) = ti.relations.get(name) else {
+            Rewrite::Computed(index) => {
+                let Some(target) = self.model.rel(*index) else {
                     return Ok(Res::Denied { cycle: false });
                 };
                 let r = self.check(ty, id, target, user, depth + 1, visited);
                 if matches!(r, Ok(Res::Allowed)) {
-                    self.note(|| format!("{}#{} <- {}#{}", self.object_string(ty, id), rel.name, self.object_string(ty, id), name));
+                    self.note(|| format!("{}#{} <- {}#{}", self.object_string(ty, id), rel.name, self.object_string(ty, id), target.name));
                 }
                 r
             }
-            Rewrite::TupleToUserset { tupleset, computed } => {
-                self.ttu(ty, id, ti, rel, tupleset, computed, user, depth, visited)
+            Rewrite::TupleToUserset { tupleset, computed, computed_id } => {
+                self.ttu(ty, id, rel, *tupleset, computed, *computed_id, user, depth, visited)
             }
             Rewrite::Union(children) => {
                 let mut agg = Union::default();
                 for c in children {
-                    if agg.add(self.rewrite(ty, id, ti, rel, c, user, depth, visited)) {
+                    if agg.add(self.rewrite(ty, id, rel, c, user, depth, visited)) {
                         return Ok(Res::Allowed);
                     }
                 }
@@ -182,7 +181,7 @@ impl<'a> Resolver<'a> {
                 let mut err = None;
                 let mark = if self.explain { self.path.borrow().len() } else { 0 };
                 for c in children {
-                    match self.rewrite(ty, id, ti, rel, c, user, depth, visited) {
+                    match self.rewrite(ty, id, rel, c, user, depth, visited) {
                         Ok(Res::Allowed) => {}
                         Ok(denied) => {
                             self.truncate(mark);
@@ -201,13 +200,13 @@ impl<'a> Resolver<'a> {
             }
             Rewrite::Difference(base, subtract) => {
                 let mark = if self.explain { self.path.borrow().len() } else { 0 };
-                let base_err = match self.rewrite(ty, id, ti, rel, base, user, depth, visited) {
+                let base_err = match self.rewrite(ty, id, rel, base, user, depth, visited) {
                     Ok(Res::Allowed) => None,
                     Ok(denied) => return Ok(denied),
                     Err(e) => Some(e),
                 };
                 let sub_mark = if self.explain { self.path.borrow().len() } else { 0 };
-                let r = match self.rewrite(ty, id, ti, rel, subtract, user, depth, visited) {
+                let r = match self.rewrite(ty, id, rel, subtract, user, depth, visited) {
                     Ok(Res::Allowed) => Ok(Res::Denied { cycle: false }),
                     Ok(Res::Denied { cycle: true }) => Ok(Res::Denied { cycle: true }),
                     Ok(Res::Denied { cycle: false }) => match base_err {
@@ -235,16 +234,15 @@ impl<'a> Resolver<'a> {
     /// Whether a stored edge is acceptable to the current model for `rel`.
     fn edge_valid(&self, rel: &RelationInfo, index: &Index, e: &Edge) -> bool {
         let s = &e.subject;
-        let user_type = self.names.resolve(s.ty);
-        let kind = if s.rel != NONE {
-            UserKind::Userset(self.names.resolve(s.rel))
-        } else if s.id == STAR {
-            UserKind::Wildcard
-        } else {
-            UserKind::Object
-        };
-        let cond = index.condition(e.cond).map(|c| self.names.resolve(c.name));
-        rel.allows(user_type, kind, cond)
+        let kind = if s.rel != NONE { s.rel } else if s.id == STAR { STAR } else { NONE };
+        let cond = index.condition(e.cond).map(|c| c.name).unwrap_or(NONE);
+        self.binding.allows(rel, s.ty, kind, cond)
+    }
+
+    /// The relation `s.rel` on the type of `s` (for a userset subject).
+    fn userset_relation(&self, s: &Subject) -> Option<&'a RelationInfo> {
+        let model: &'a Model = self.model;
+        self.binding.relation(s.ty, s.rel).and_then(|i| model.rel(i))
     }
 
     /// Evaluates the edge's condition (true when it has none).
@@ -260,9 +258,10 @@ impl<'a> Resolver<'a> {
     }
 
     fn direct(&self, ty: Sym, id: Sym, rel: &RelationInfo, user: &Subject, depth: u32, visited: &mut Visited) -> R {
-        let Some(rel_sym) = self.names.get(&rel.name) else {
+        let rel_sym = self.binding.rel_sym(rel);
+        if rel_sym == NONE {
             return Ok(Res::Denied { cycle: false });
-        };
+        }
         let key = ObjRel { ty, id, rel: rel_sym };
         let mut agg = Union::default();
         // A tuple naming the user itself, or the wildcard of its type.
@@ -294,7 +293,7 @@ impl<'a> Resolver<'a> {
                     }
                 }
                 let s = e.subject;
-                let Ok(target) = self.model.relation(self.names.resolve(s.ty), self.names.resolve(s.rel)) else {
+                let Some(target) = self.userset_relation(&s) else {
                     continue;
                 };
                 if agg.add(self.check(s.ty, s.id, target, user, depth + 1, visited)) {
@@ -311,17 +310,22 @@ impl<'a> Resolver<'a> {
         &self,
         ty: Sym,
         id: Sym,
-        ti: &TypeInfo,
         rel: &RelationInfo,
-        tupleset: &str,
+        tupleset: u32,
         computed: &str,
+        computed_id: u32,
         user: &Subject,
         depth: u32,
         visited: &mut Visited,
     ) -> R {
-        let (Some(ts_rel), Some(ts_sym)) = (ti.relations.get(tupleset), self.names.get(tupleset)) else {
+        let Some(ts_rel) = self.model.rel(tupleset) else {
             return Ok(Res::Denied { cycle: false });
         };
+        let ts_sym = self.binding.rel_sym(ts_rel);
+        let computed_sym = self.binding.name_sym(computed_id);
+        if ts_sym == NONE || computed_sym == NONE {
+            return Ok(Res::Denied { cycle: false });
+        }
         let key = ObjRel { ty, id, rel: ts_sym };
         let mut agg = Union::default();
         for index in self.indexes() {
@@ -338,15 +342,11 @@ impl<'a> Resolver<'a> {
                         continue;
                     }
                 }
-                let Some(target) = self
-                    .model
-                    .type_info(self.names.resolve(s.ty))
-                    .and_then(|t| t.relations.get(computed))
-                else {
+                let Some(target) = self.binding.relation(s.ty, computed_sym).and_then(|i| self.model.rel(i)) else {
                     continue;
                 };
                 if agg.add(self.check(s.ty, s.id, target, user, depth + 1, visited)) {
-                    self.note(|| format!("{}#{} <- {}#{} (from {})", self.object_string(ty, id), rel.name, self.object_string(s.ty, s.id), computed, tupleset));
+                    self.note(|| format!("{}#{} <- {}#{} (from {})", self.object_string(ty, id), rel.name, self.object_string(s.ty, s.id), computed, ts_rel.name));
                     return Ok(Res::Allowed);
                 }
             }
@@ -387,31 +387,23 @@ impl<'a> Resolver<'a> {
     /// Candidate users for ListUsers: every user on a direct tuple reachable from
     /// `(ty, id)#rel` through the model's rewrites (subtractions excluded), plus every
     /// `object#relation` visited (as a userset). Each candidate is then checked.
-    pub fn user_candidates(&self, ty: Sym, id: Sym, rel: &RelationInfo) -> (Vec<Subject>, Vec<(Sym, Sym, &'a str)>)
-    where
-        'a: 'a,
-    {
+    pub fn user_candidates(&self, ty: Sym, id: Sym, rel: &'a RelationInfo) -> (Vec<Subject>, Vec<(Sym, Sym, &'a RelationInfo)>) {
+        let model: &'a Model = self.model;
         let mut users = Vec::new();
         let mut seen_users = rustc_hash::FxHashSet::default();
-        let mut nodes: Vec<(Sym, Sym, &'a str)> = Vec::new();
+        let mut nodes: Vec<(Sym, Sym, &'a RelationInfo)> = Vec::new();
         let mut seen_nodes = rustc_hash::FxHashSet::default();
-        let model: &'a Model = self.model;
-        let mut work: Vec<(Sym, Sym, &'a RelationInfo)> = Vec::new();
-        if let Some(r) = model.type_info(self.type_name(ty)).and_then(|t| t.relations.get(&*rel.name)) {
-            work.push((ty, id, r));
-        }
+        let mut work: Vec<(Sym, Sym, &'a RelationInfo)> = vec![(ty, id, rel)];
         while let Some((ty, id, rel)) = work.pop() {
             if !seen_nodes.insert((ty, id, rel.index)) {
                 continue;
             }
-            nodes.push((ty, id, &*rel.name));
-            let Some(ti) = model.type_info(self.type_name(ty)) else { continue };
+            nodes.push((ty, id, rel));
             let mut stack: Vec<&'a Rewrite> = vec![&rel.rewrite];
             while let Some(rw) = stack.pop() {
                 match rw {
                     Rewrite::This => {
-                        let Some(rel_sym) = self.names.get(&rel.name) else { continue };
-                        let key = ObjRel { ty, id, rel: rel_sym };
+                        let key = ObjRel { ty, id, rel: self.binding.rel_sym(rel) };
                         for index in self.indexes() {
                             for e in index.users(&key) {
                                 if !self.edge_valid(rel, index, e) {
@@ -421,31 +413,28 @@ impl<'a> Resolver<'a> {
                                 if seen_users.insert(s) {
                                     users.push(s);
                                 }
-                                if s.rel != NONE {
-                                    if let Ok(t) = model.relation(self.names.resolve(s.ty), self.names.resolve(s.rel)) {
-                                        work.push((s.ty, s.id, t));
-                                    }
+                                if let Some(t) = (s.rel != NONE).then(|| self.userset_relation(&s)).flatten() {
+                                    work.push((s.ty, s.id, t));
                                 }
                             }
                         }
                     }
-                    Rewrite::Computed(name) => {
-                        if let Some(t) = ti.relations.get(name) {
+                    Rewrite::Computed(index) => {
+                        if let Some(t) = model.rel(*index) {
                             work.push((ty, id, t));
                         }
                     }
-                    Rewrite::TupleToUserset { tupleset, computed } => {
-                        let (Some(ts_rel), Some(ts_sym)) = (ti.relations.get(tupleset), self.names.get(tupleset)) else {
-                            continue;
-                        };
-                        let key = ObjRel { ty, id, rel: ts_sym };
+                    Rewrite::TupleToUserset { tupleset, computed_id, .. } => {
+                        let Some(ts_rel) = model.rel(*tupleset) else { continue };
+                        let computed_sym = self.binding.name_sym(*computed_id);
+                        let key = ObjRel { ty, id, rel: self.binding.rel_sym(ts_rel) };
                         for index in self.indexes() {
                             for e in index.users(&key) {
                                 let s = e.subject;
                                 if s.rel != NONE || s.id == STAR || !self.edge_valid(ts_rel, index, e) {
                                     continue;
                                 }
-                                if let Some(t) = model.type_info(self.names.resolve(s.ty)).and_then(|t| t.relations.get(&**computed)) {
+                                if let Some(t) = self.binding.relation(s.ty, computed_sym).and_then(|i| model.rel(i)) {
                                     work.push((s.ty, s.id, t));
                                 }
                             }
@@ -461,8 +450,7 @@ impl<'a> Resolver<'a> {
 
     /// The direct users of `(ty, id)#rel` as strings (for Expand).
     pub fn direct_users(&self, ty: Sym, id: Sym, rel: &RelationInfo) -> Vec<String> {
-        let Some(rel_sym) = self.names.get(&rel.name) else { return Vec::new() };
-        let key = ObjRel { ty, id, rel: rel_sym };
+        let key = ObjRel { ty, id, rel: self.binding.rel_sym(rel) };
         let mut out: Vec<String> = self
             .indexes()
             .flat_map(|index| index.users(&key).iter().filter(move |e| self.edge_valid(rel, index, e)))
@@ -475,8 +463,7 @@ impl<'a> Resolver<'a> {
 
     /// The objects on the tupleset `(ty, id)#tupleset` (for Expand).
     pub fn tupleset_objects(&self, ty: Sym, id: Sym, ts_rel: &RelationInfo) -> Vec<(Sym, Sym)> {
-        let Some(rel_sym) = self.names.get(&ts_rel.name) else { return Vec::new() };
-        let key = ObjRel { ty, id, rel: rel_sym };
+        let key = ObjRel { ty, id, rel: self.binding.rel_sym(ts_rel) };
         let mut out: Vec<(Sym, Sym)> = self
             .indexes()
             .flat_map(|index| index.users(&key).iter().filter(move |e| self.edge_valid(ts_rel, index, e)))

@@ -195,10 +195,25 @@ impl Index {
 }
 
 /// All relationship tuples of one store, in memory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TupleStore {
+    /// Identifies this store's symbol space (models cache their binding per store).
+    pub(crate) uid: u64,
     pub(crate) names: Interner,
     pub(crate) index: Index,
+}
+
+/// Source of store ids. Ids only tell symbol spaces apart; they carry no other state.
+static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_uid() -> u64 {
+    NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Clone for TupleStore {
+    fn clone(&self) -> Self {
+        TupleStore { uid: next_uid(), names: self.names.clone(), index: self.index.clone() }
+    }
 }
 
 impl Default for TupleStore {
@@ -212,7 +227,7 @@ impl TupleStore {
         let mut names = Interner::new();
         let star = names.intern("*");
         debug_assert_eq!(star, STAR);
-        TupleStore { names, index: Index::default() }
+        TupleStore { uid: next_uid(), names, index: Index::default() }
     }
 
     pub fn len(&self) -> usize {

@@ -314,3 +314,4 @@ proptest! {
         run_case(seed)?;
     }
 }
+
