@@ -5,7 +5,10 @@
 //! criterion benchmarks. `WARDEN_BENCH_SIZES=10000,100000` limits the sizes.
 //! Run: `cargo bench -p warden-bench --bench engine`.
 
-#![allow(clippy::expect_used, reason = "a benchmark with a broken fixture should stop loudly")]
+#![allow(
+    clippy::expect_used,
+    reason = "a benchmark with a broken fixture should stop loudly"
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -119,7 +122,11 @@ fn report(n: usize) -> (Model, TupleStore, Dataset) {
     lu.sort();
 
     println!("== dataset {n} (actual {tuples} tuples, {} orgs)", ds.orgs);
-    println!("load: {:.3} s ({:.0} tuples/s)", load_time.as_secs_f64(), tuples as f64 / load_time.as_secs_f64());
+    println!(
+        "load: {:.3} s ({:.0} tuples/s)",
+        load_time.as_secs_f64(),
+        tuples as f64 / load_time.as_secs_f64()
+    );
     println!(
         "memory: {:.0} bytes/tuple by RSS delta, {:.0} bytes/tuple by store accounting",
         (rss1.saturating_sub(rss0)) as f64 / tuples as f64,

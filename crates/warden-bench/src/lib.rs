@@ -67,14 +67,14 @@ pub const DOCS_PER_LEAF: usize = 10;
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 
@@ -114,10 +114,18 @@ fn org_tuples(rng: &mut Rng, o: usize, out: &mut Vec<TupleKey>) {
             }
         }
         if g + 1 < GROUPS_PER_ORG {
-            out.push(TupleKey::new(format!("group:o{o}g{}#member", g + 1), "member", group));
+            out.push(TupleKey::new(
+                format!("group:o{o}g{}#member", g + 1),
+                "member",
+                group,
+            ));
         }
     }
-    out.push(TupleKey::new(format!("group:o{o}g0#member"), "member", org.clone()));
+    out.push(TupleKey::new(
+        format!("group:o{o}g0#member"),
+        "member",
+        org.clone(),
+    ));
     // Folder tree.
     let mut level = vec![format!("folder:o{o}f0")];
     out.push(TupleKey::new(org.clone(), "org", level[0].clone()));
@@ -132,8 +140,16 @@ fn org_tuples(rng: &mut Rng, o: usize, out: &mut Vec<TupleKey>) {
                 out.push(TupleKey::new(parent.clone(), "parent", f.clone()));
                 // Grants on folders: a team edits, a user views.
                 let g = rng.below(GROUPS_PER_ORG);
-                out.push(TupleKey::new(format!("group:o{o}g{g}#member"), "editor", f.clone()));
-                out.push(TupleKey::new(user(o, rng.below(USERS_PER_ORG)), "viewer", f.clone()));
+                out.push(TupleKey::new(
+                    format!("group:o{o}g{g}#member"),
+                    "editor",
+                    f.clone(),
+                ));
+                out.push(TupleKey::new(
+                    user(o, rng.below(USERS_PER_ORG)),
+                    "viewer",
+                    f.clone(),
+                ));
                 next.push(f);
             }
         }
@@ -149,7 +165,11 @@ fn org_tuples(rng: &mut Rng, o: usize, out: &mut Vec<TupleKey>) {
             let doc = format!("document:o{o}d{d}");
             d += 1;
             out.push(TupleKey::new(leaf.clone(), "parent", doc.clone()));
-            out.push(TupleKey::new(user(o, rng.below(USERS_PER_ORG)), "owner", doc.clone()));
+            out.push(TupleKey::new(
+                user(o, rng.below(USERS_PER_ORG)),
+                "owner",
+                doc.clone(),
+            ));
             match rng.below(20) {
                 0 => out.push(TupleKey::new("user:*", "viewer", doc.clone())),
                 1 => {
@@ -160,8 +180,16 @@ fn org_tuples(rng: &mut Rng, o: usize, out: &mut Vec<TupleKey>) {
                             .with_condition("not_expired", ctx),
                     );
                 }
-                2 => out.push(TupleKey::new(user(o, rng.below(USERS_PER_ORG)), "blocked", doc.clone())),
-                _ => out.push(TupleKey::new(user(o, rng.below(USERS_PER_ORG)), "viewer", doc.clone())),
+                2 => out.push(TupleKey::new(
+                    user(o, rng.below(USERS_PER_ORG)),
+                    "blocked",
+                    doc.clone(),
+                )),
+                _ => out.push(TupleKey::new(
+                    user(o, rng.below(USERS_PER_ORG)),
+                    "viewer",
+                    doc.clone(),
+                )),
             }
         }
     }

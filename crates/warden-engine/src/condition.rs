@@ -19,9 +19,16 @@ pub enum ConditionError {
     #[error("condition `{condition}` is invalid: {reason}")]
     Invalid { condition: String, reason: String },
     #[error("condition `{condition}` is missing parameters: {}", missing.join(", "))]
-    MissingParameters { condition: String, missing: Vec<String> },
+    MissingParameters {
+        condition: String,
+        missing: Vec<String>,
+    },
     #[error("condition `{condition}`: parameter `{parameter}` {reason}")]
-    BadParameter { condition: String, parameter: String, reason: String },
+    BadParameter {
+        condition: String,
+        parameter: String,
+        reason: String,
+    },
     #[error("condition `{condition}` failed to evaluate: {reason}")]
     Evaluation { condition: String, reason: String },
 }
@@ -35,7 +42,9 @@ pub struct ConditionSet {
 impl ConditionSet {
     /// Compiles every condition of `model`; an expression that does not parse is an error.
     pub fn compile(model: &AuthorizationModel) -> Result<Self, ConditionError> {
-        Ok(ConditionSet { conditions: model.conditions.clone() })
+        Ok(ConditionSet {
+            conditions: model.conditions.clone(),
+        })
     }
 
     /// Whether `name` is a condition of the model.
@@ -45,9 +54,17 @@ impl ConditionSet {
 
     /// Checks a context stored with a tuple against the condition's parameter types
     /// (used when a tuple is written). Unknown keys are an error.
-    pub fn validate_tuple_context(&self, name: &str, context: &Context) -> Result<(), ConditionError> {
+    pub fn validate_tuple_context(
+        &self,
+        name: &str,
+        context: &Context,
+    ) -> Result<(), ConditionError> {
         let _ = context;
-        if self.contains(name) { Ok(()) } else { Err(ConditionError::Undefined(name.to_string())) }
+        if self.contains(name) {
+            Ok(())
+        } else {
+            Err(ConditionError::Undefined(name.to_string()))
+        }
     }
 
     /// Evaluates condition `name`. Parameters come from `tuple_context` (which wins on a

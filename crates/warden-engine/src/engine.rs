@@ -23,7 +23,11 @@ pub struct Engine<'a> {
 
 impl<'a> Engine<'a> {
     pub fn new(model: &'a Model, store: &'a TupleStore) -> Self {
-        Engine { model, store, max_depth: DEFAULT_MAX_DEPTH }
+        Engine {
+            model,
+            store,
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
     }
 
     /// Sets the resolution depth limit (default 25).
@@ -45,12 +49,16 @@ impl<'a> Engine<'a> {
             UserStr::Userset { object, .. } => object.type_name,
         };
         if !self.model.has_type(type_name) {
-            return Err(bad(format!("type `{type_name}` is not defined in the model")));
+            return Err(bad(format!(
+                "type `{type_name}` is not defined in the model"
+            )));
         }
-        if let UserStr::Userset { relation, .. } = user {
-            if !self.model.has_relation(type_name, relation) {
-                return Err(bad(format!("relation `{type_name}#{relation}` is not defined")));
-            }
+        if let UserStr::Userset { relation, .. } = user
+            && !self.model.has_relation(type_name, relation)
+        {
+            return Err(bad(format!(
+                "relation `{type_name}#{relation}` is not defined"
+            )));
         }
         Ok(())
     }
@@ -59,14 +67,29 @@ impl<'a> Engine<'a> {
     pub fn check(&self, req: &CheckRequest) -> Result<CheckResult, EngineError> {
         let object = parse_object(&req.object)?;
         let user = parse_user(&req.user)?;
-        let rel = self.model.relation(object.type_name, &req.relation).map_err(|e| {
-            EngineError::InvalidInput { what: "check", value: format!("{}#{}", req.object, req.relation), reason: e.to_string() }
-        })?;
-        self.validate_user(&user)?;
-        let (mut r, (subject, ty, id)) =
-            Resolver::new(self.model, self.store, &req.contextual_tuples, &req.context, self.max_depth, |n| {
-                (intern_user(n, &user), n.intern(object.type_name), n.intern(object.id))
+        let rel = self
+            .model
+            .relation(object.type_name, &req.relation)
+            .map_err(|e| EngineError::InvalidInput {
+                what: "check",
+                value: format!("{}#{}", req.object, req.relation),
+                reason: e.to_string(),
             })?;
+        self.validate_user(&user)?;
+        let (mut r, (subject, ty, id)) = Resolver::new(
+            self.model,
+            self.store,
+            &req.contextual_tuples,
+            &req.context,
+            self.max_depth,
+            |n| {
+                (
+                    intern_user(n, &user),
+                    n.intern(object.type_name),
+                    n.intern(object.id),
+                )
+            },
+        )?;
         r.explain = req.explain;
         let res = r.check(ty, id, rel, &subject, 0, &mut new_visited())?;
         let allowed = res == Res::Allowed;
@@ -85,10 +108,14 @@ impl<'a> Engine<'a> {
         let rel = self.model.relation(&req.object_type, &req.relation)?;
         let user = parse_user(&req.user)?;
         self.validate_user(&user)?;
-        let (r, (subject, target_ty)) =
-            Resolver::new(self.model, self.store, &req.contextual_tuples, &req.context, self.max_depth, |n| {
-                (intern_user(n, &user), n.intern(&req.object_type))
-            })?;
+        let (r, (subject, target_ty)) = Resolver::new(
+            self.model,
+            self.store,
+            &req.contextual_tuples,
+            &req.context,
+            self.max_depth,
+            |n| (intern_user(n, &user), n.intern(&req.object_type)),
+        )?;
         let mut out = Vec::new();
         for (ty, id) in r.object_candidates(&subject, target_ty) {
             if r.check(ty, id, rel, &subject, 0, &mut new_visited())? == Res::Allowed {
@@ -120,17 +147,28 @@ impl<'a> Engine<'a> {
             .iter()
             .flat_map(|f| std::iter::once(f.type_name.as_str()).chain(f.relation.as_deref()))
             .collect();
-        let (r, (ty, id)) =
-            Resolver::new(self.model, self.store, &req.contextual_tuples, &req.context, self.max_depth, |n| {
+        let (r, (ty, id)) = Resolver::new(
+            self.model,
+            self.store,
+            &req.contextual_tuples,
+            &req.context,
+            self.max_depth,
+            |n| {
                 for name in &filter_names {
                     n.intern(name);
                 }
                 (n.intern(object.type_name), n.intern(object.id))
-            })?;
+            },
+        )?;
         let filters: Vec<(Option<u32>, Option<Option<u32>>)> = req
             .user_filters
             .iter()
-            .map(|f| (r.names.get(&f.type_name), f.relation.as_ref().map(|rel| r.names.get(rel))))
+            .map(|f| {
+                (
+                    r.names.get(&f.type_name),
+                    f.relation.as_ref().map(|rel| r.names.get(rel)),
+                )
+            })
             .collect();
         let (users, nodes) = r.user_candidates(ty, id, rel);
         let mut candidates: Vec<Subject> = Vec::new();
@@ -148,9 +186,16 @@ impl<'a> Engine<'a> {
         }
         for (nty, nid, nrel) in nodes {
             for f in &req.user_filters {
-                if f.relation.as_deref() == Some(&*nrel.name) && r.names.resolve(nty) == f.type_name {
-                    let Some(rel_sym) = r.names.get(&nrel.name) else { continue };
-                    let s = Subject { ty: nty, id: nid, rel: rel_sym };
+                if f.relation.as_deref() == Some(&*nrel.name) && r.names.resolve(nty) == f.type_name
+                {
+                    let Some(rel_sym) = r.names.get(&nrel.name) else {
+                        continue;
+                    };
+                    let s = Subject {
+                        ty: nty,
+                        id: nid,
+                        rel: rel_sym,
+                    };
                     if !candidates.contains(&s) {
                         candidates.push(s);
                     }
@@ -173,15 +218,15 @@ impl<'a> Engine<'a> {
         let object = parse_object(&req.object)?;
         let rel = self.model.relation(object.type_name, &req.relation)?;
         let empty = crate::condition::Context::new();
-        let (r, (ty, id)) =
-            Resolver::new(self.model, self.store, &req.contextual_tuples, &empty, self.max_depth, |n| {
-                (n.intern(object.type_name), n.intern(object.id))
-            })?;
-        let ti = self
-            .model
-            .type_info(object.type_name)
-            .ok_or_else(|| EngineError::TypeNotFound(object.type_name.to_string()))?;
-        Ok(expand_node(&r, ty, id, ti, rel, &rel.rewrite, &req.object))
+        let (r, (ty, id)) = Resolver::new(
+            self.model,
+            self.store,
+            &req.contextual_tuples,
+            &empty,
+            self.max_depth,
+            |n| (n.intern(object.type_name), n.intern(object.id)),
+        )?;
+        Ok(expand_node(&r, ty, id, rel, &rel.rewrite, &req.object))
     }
 }
 
@@ -189,7 +234,7 @@ fn expand_node(
     r: &Resolver<'_>,
     ty: u32,
     id: u32,
-    ti: &crate::model::TypeInfo,
+
     rel: &crate::model::RelationInfo,
     rw: &crate::model::Rewrite,
     object: &str,
@@ -197,35 +242,67 @@ fn expand_node(
     use crate::model::Rewrite;
     let name = format!("{object}#{}", rel.name);
     match rw {
-        Rewrite::This => UsersetTree::Leaf { name, users: r.direct_users(ty, id, rel) },
+        Rewrite::This => UsersetTree::Leaf {
+            name,
+            users: r.direct_users(ty, id, rel),
+        },
         Rewrite::Computed(c) => {
-            let c = r.model.rel(*c).map(|t| t.name.to_string()).unwrap_or_default();
-            UsersetTree::Computed { name, userset: format!("{object}#{c}") }
+            let c = r
+                .model
+                .rel(*c)
+                .map(|t| t.name.to_string())
+                .unwrap_or_default();
+            UsersetTree::Computed {
+                name,
+                userset: format!("{object}#{c}"),
+            }
         }
-        Rewrite::TupleToUserset { tupleset, computed, .. } => {
+        Rewrite::TupleToUserset {
+            tupleset, computed, ..
+        } => {
             let computed_sets = match r.model.rel(*tupleset) {
                 Some(ts) => r
                     .tupleset_objects(ty, id, ts)
                     .into_iter()
-                    .map(|(pty, pid)| format!("{}:{}#{computed}", r.names.resolve(pty), r.names.resolve(pid)))
+                    .map(|(pty, pid)| {
+                        format!(
+                            "{}:{}#{computed}",
+                            r.names.resolve(pty),
+                            r.names.resolve(pid)
+                        )
+                    })
                     .collect(),
                 None => Vec::new(),
             };
-            let ts_name = r.model.rel(*tupleset).map(|t| t.name.to_string()).unwrap_or_default();
-            UsersetTree::TupleToUserset { name, tupleset: format!("{object}#{ts_name}"), computed: computed_sets }
+            let ts_name = r
+                .model
+                .rel(*tupleset)
+                .map(|t| t.name.to_string())
+                .unwrap_or_default();
+            UsersetTree::TupleToUserset {
+                name,
+                tupleset: format!("{object}#{ts_name}"),
+                computed: computed_sets,
+            }
         }
         Rewrite::Union(c) => UsersetTree::Union {
             name,
-            nodes: c.iter().map(|c| expand_node(r, ty, id, ti, rel, c, object)).collect(),
+            nodes: c
+                .iter()
+                .map(|c| expand_node(r, ty, id, rel, c, object))
+                .collect(),
         },
         Rewrite::Intersection(c) => UsersetTree::Intersection {
             name,
-            nodes: c.iter().map(|c| expand_node(r, ty, id, ti, rel, c, object)).collect(),
+            nodes: c
+                .iter()
+                .map(|c| expand_node(r, ty, id, rel, c, object))
+                .collect(),
         },
         Rewrite::Difference(b, s) => UsersetTree::Difference {
             name,
-            base: Box::new(expand_node(r, ty, id, ti, rel, b, object)),
-            subtract: Box::new(expand_node(r, ty, id, ti, rel, s, object)),
+            base: Box::new(expand_node(r, ty, id, rel, b, object)),
+            subtract: Box::new(expand_node(r, ty, id, rel, s, object)),
         },
     }
 }
@@ -234,6 +311,8 @@ fn user_string(u: &UserStr<'_>) -> String {
     match u {
         UserStr::Object(o) => format!("{}:{}", o.type_name, o.id),
         UserStr::Wildcard { type_name } => format!("{type_name}:*"),
-        UserStr::Userset { object, relation } => format!("{}:{}#{relation}", object.type_name, object.id),
+        UserStr::Userset { object, relation } => {
+            format!("{}:{}#{relation}", object.type_name, object.id)
+        }
     }
 }

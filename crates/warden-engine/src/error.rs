@@ -59,7 +59,11 @@ pub enum EngineError {
     #[error("invalid tuple `{tuple}`: {reason}")]
     InvalidTuple { tuple: String, reason: String },
     #[error("invalid {what} `{value}`: {reason}")]
-    InvalidInput { what: &'static str, value: String, reason: String },
+    InvalidInput {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("resolution exceeded the depth limit of {0}")]
     ResolutionTooDeep(u32),
     #[error(transparent)]

@@ -33,14 +33,20 @@ impl Interner {
     /// The string of `sym`. Symbols come only from this interner, so the range is valid.
     pub fn resolve(&self, sym: Sym) -> &str {
         let i = sym as usize;
-        let start = if i == 0 { 0 } else { self.ends.get(i - 1).copied().unwrap_or(0) as usize };
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends.get(i - 1).copied().unwrap_or(0) as usize
+        };
         let end = self.ends.get(i).copied().unwrap_or(0) as usize;
         self.buf.get(start..end).unwrap_or("")
     }
 
     /// The symbol of `s`, if it was interned.
     pub fn get(&self, s: &str) -> Option<Sym> {
-        self.table.find(Self::hash(s), |&sym| self.resolve(sym) == s).copied()
+        self.table
+            .find(Self::hash(s), |&sym| self.resolve(sym) == s)
+            .copied()
     }
 
     /// The symbol of `s`, interning it first if needed.
@@ -59,7 +65,8 @@ impl Interner {
             let start = if i == 0 { 0 } else { ends[i - 1] as usize };
             &buf[start..ends[i] as usize]
         };
-        self.table.insert_unique(hash, sym, |&other| Self::hash(resolve(other)));
+        self.table
+            .insert_unique(hash, sym, |&other| Self::hash(resolve(other)));
         sym
     }
 

@@ -51,7 +51,11 @@ pub(crate) enum Rewrite {
     Computed(u32),
     /// `computed from tupleset`: `tupleset` is a relation index of the same type; the
     /// computed relation is looked up by name id on each parent's type.
-    TupleToUserset { tupleset: u32, computed: Box<str>, computed_id: u32 },
+    TupleToUserset {
+        tupleset: u32,
+        computed: Box<str>,
+        computed_id: u32,
+    },
     Union(Vec<Rewrite>),
     Intersection(Vec<Rewrite>),
     Difference(Box<Rewrite>, Box<Rewrite>),
@@ -102,12 +106,13 @@ impl Model {
             }
             for (name, userset) in &td.relations {
                 let direct = td.directly_related(name).iter().map(direct_ref).collect();
-                let rewrite = compile_rewrite(userset, &rel_index, &mut name_id).map_err(|missing| {
-                    EngineError::InvalidModel(format!(
-                        "relation `{}#{name}` refers to undefined relation `{missing}`",
-                        td.type_name
-                    ))
-                })?;
+                let rewrite =
+                    compile_rewrite(userset, &rel_index, &mut name_id).map_err(|missing| {
+                        EngineError::InvalidModel(format!(
+                            "relation `{}#{name}` refers to undefined relation `{missing}`",
+                            td.type_name
+                        ))
+                    })?;
                 relations.push(RelationInfo {
                     index: relations.len() as u32,
                     name: name.as_str().into(),
@@ -116,7 +121,12 @@ impl Model {
                     direct,
                 });
             }
-            types.insert(td.type_name.as_str().into(), TypeInfo { relations: rel_index });
+            types.insert(
+                td.type_name.as_str().into(),
+                TypeInfo {
+                    relations: rel_index,
+                },
+            );
         }
         let model = Model {
             schema,
@@ -134,13 +144,13 @@ impl Model {
     fn check_conditions(&self) -> Result<(), EngineError> {
         for rel in &self.relations {
             for d in &rel.direct {
-                if let Some(c) = &d.condition {
-                    if !self.conditions.contains(c) {
-                        return Err(EngineError::InvalidModel(format!(
-                            "condition `{c}` used on relation `{}` is not defined",
-                            rel.name
-                        )));
-                    }
+                if let Some(c) = &d.condition
+                    && !self.conditions.contains(c)
+                {
+                    return Err(EngineError::InvalidModel(format!(
+                        "condition `{c}` used on relation `{}` is not defined",
+                        rel.name
+                    )));
                 }
             }
         }
@@ -154,10 +164,6 @@ impl Model {
 
     pub fn conditions(&self) -> &ConditionSet {
         &self.conditions
-    }
-
-    pub(crate) fn type_info(&self, name: &str) -> Option<&TypeInfo> {
-        self.types.get(name)
     }
 
     pub(crate) fn rel(&self, index: u32) -> Option<&RelationInfo> {
@@ -176,11 +182,17 @@ impl Model {
 
     /// Whether `type_name#relation` is defined.
     pub fn has_relation(&self, type_name: &str, relation: &str) -> bool {
-        self.types.get(type_name).is_some_and(|t| t.relations.contains_key(relation))
+        self.types
+            .get(type_name)
+            .is_some_and(|t| t.relations.contains_key(relation))
     }
 
     /// The relation `type_name#relation`, or the matching not-found error.
-    pub(crate) fn relation(&self, type_name: &str, relation: &str) -> Result<&RelationInfo, EngineError> {
+    pub(crate) fn relation(
+        &self,
+        type_name: &str,
+        relation: &str,
+    ) -> Result<&RelationInfo, EngineError> {
         let ti = self
             .types
             .get(type_name)
@@ -204,7 +216,12 @@ impl Model {
             .enumerate()
             .map(|(i, n)| lookup(n).unwrap_or(UNUSED_NAME_BASE + i as Sym))
             .collect();
-        let sym = |n: &str| self.name_ids.get(n).and_then(|&id| name_syms.get(id as usize).copied()).unwrap_or(NONE);
+        let sym = |n: &str| {
+            self.name_ids
+                .get(n)
+                .and_then(|&id| name_syms.get(id as usize).copied())
+                .unwrap_or(NONE)
+        };
         let mut type_of = FxHashMap::default();
         let mut relation_of = FxHashMap::default();
         for (tname, ti) in &self.types {
@@ -238,16 +255,21 @@ impl Model {
                     .collect()
             })
             .collect();
-        Binding { key, name_syms, relation_of, direct }
+        Binding {
+            key,
+            name_syms,
+            relation_of,
+            direct,
+        }
     }
 
     /// The binding for the store's own symbols, cached until the store learns new names.
     pub(crate) fn binding_for(&self, names: &Interner, store_uid: u64) -> Arc<Binding> {
         let key = (store_uid, names.len());
-        if let Ok(guard) = self.binding.read() {
-            if let Some(b) = guard.as_ref().filter(|b| b.key == key) {
-                return Arc::clone(b);
-            }
+        if let Ok(guard) = self.binding.read()
+            && let Some(b) = guard.as_ref().filter(|b| b.key == key)
+        {
+            return Arc::clone(b);
         }
         let b = Arc::new(self.bind(|s| names.get(s), key));
         if let Ok(mut guard) = self.binding.write() {
@@ -276,11 +298,17 @@ pub(crate) struct Binding {
 
 impl Binding {
     pub fn rel_sym(&self, rel: &RelationInfo) -> Sym {
-        self.name_syms.get(rel.name_id as usize).copied().unwrap_or(NONE)
+        self.name_syms
+            .get(rel.name_id as usize)
+            .copied()
+            .unwrap_or(NONE)
     }
 
     pub fn name_sym(&self, name_id: u32) -> Sym {
-        self.name_syms.get(name_id as usize).copied().unwrap_or(NONE)
+        self.name_syms
+            .get(name_id as usize)
+            .copied()
+            .unwrap_or(NONE)
     }
 
     /// The relation `rel` of the type whose symbol is `ty`.
@@ -337,10 +365,16 @@ fn compile_rewrite(
             computed_id: name_id(&t.computed_userset.relation),
         },
         Userset::Union(c) => Rewrite::Union(
-            c.child.iter().map(|c| compile_rewrite(c, rels, name_id)).collect::<Result<_, _>>()?,
+            c.child
+                .iter()
+                .map(|c| compile_rewrite(c, rels, name_id))
+                .collect::<Result<_, _>>()?,
         ),
         Userset::Intersection(c) => Rewrite::Intersection(
-            c.child.iter().map(|c| compile_rewrite(c, rels, name_id)).collect::<Result<_, _>>()?,
+            c.child
+                .iter()
+                .map(|c| compile_rewrite(c, rels, name_id))
+                .collect::<Result<_, _>>()?,
         ),
         Userset::Difference(d) => Rewrite::Difference(
             Box::new(compile_rewrite(&d.base, rels, name_id)?),

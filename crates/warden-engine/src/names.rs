@@ -11,7 +11,11 @@ pub(crate) struct Names<'a> {
 
 impl<'a> Names<'a> {
     pub fn new(global: &'a Interner) -> Self {
-        Names { global, local: Interner::new(), base: global.len() as Sym }
+        Names {
+            global,
+            local: Interner::new(),
+            base: global.len() as Sym,
+        }
     }
 
     /// The symbol of `s`, adding it to the request-local table if the store lacks it.
@@ -24,7 +28,9 @@ impl<'a> Names<'a> {
 
     /// The symbol of `s` if the store or the request knows it.
     pub fn get(&self, s: &str) -> Option<Sym> {
-        self.global.get(s).or_else(|| self.local.get(s).map(|l| self.base + l))
+        self.global
+            .get(s)
+            .or_else(|| self.local.get(s).map(|l| self.base + l))
     }
 
     pub fn resolve(&self, sym: Sym) -> &str {

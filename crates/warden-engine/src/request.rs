@@ -21,7 +21,11 @@ pub struct CheckRequest {
 }
 
 impl CheckRequest {
-    pub fn new(user: impl Into<String>, relation: impl Into<String>, object: impl Into<String>) -> Self {
+    pub fn new(
+        user: impl Into<String>,
+        relation: impl Into<String>,
+        object: impl Into<String>,
+    ) -> Self {
         CheckRequest {
             user: user.into(),
             relation: relation.into(),
@@ -78,8 +82,14 @@ impl UserFilter {
     /// Parses `type` or `type#relation`.
     pub fn parse(s: &str) -> UserFilter {
         match s.split_once('#') {
-            Some((t, r)) => UserFilter { type_name: t.to_string(), relation: Some(r.to_string()) },
-            None => UserFilter { type_name: s.to_string(), relation: None },
+            Some((t, r)) => UserFilter {
+                type_name: t.to_string(),
+                relation: Some(r.to_string()),
+            },
+            None => UserFilter {
+                type_name: s.to_string(),
+                relation: None,
+            },
         }
     }
 }
@@ -102,8 +112,22 @@ pub enum UsersetTree {
     /// Another relation on the same object.
     Computed { name: String, userset: String },
     /// `relation from tupleset`: the usersets reached through the tupleset's objects.
-    TupleToUserset { name: String, tupleset: String, computed: Vec<String> },
-    Union { name: String, nodes: Vec<UsersetTree> },
-    Intersection { name: String, nodes: Vec<UsersetTree> },
-    Difference { name: String, base: Box<UsersetTree>, subtract: Box<UsersetTree> },
+    TupleToUserset {
+        name: String,
+        tupleset: String,
+        computed: Vec<String>,
+    },
+    Union {
+        name: String,
+        nodes: Vec<UsersetTree>,
+    },
+    Intersection {
+        name: String,
+        nodes: Vec<UsersetTree>,
+    },
+    Difference {
+        name: String,
+        base: Box<UsersetTree>,
+        subtract: Box<UsersetTree>,
+    },
 }

@@ -22,7 +22,9 @@ use crate::error::EngineError;
 use crate::intern::Sym;
 use crate::model::{Binding, Model, RelationInfo, Rewrite};
 use crate::names::Names;
-use crate::store::{Edge, Index, NONE, ObjRel, STAR, StoredCondition, Subject, TupleStore, subject_string};
+use crate::store::{
+    Edge, Index, NONE, ObjRel, STAR, StoredCondition, Subject, TupleStore, subject_string,
+};
 use crate::tuple::{TupleKey, UserStr, parse_object, parse_user};
 
 /// The outcome of resolving one node.
@@ -120,19 +122,35 @@ impl<'a> Resolver<'a> {
     }
 
     /// Whether `user` has `rel` on `(ty, id)`.
-    pub fn check(&self, ty: Sym, id: Sym, rel: &RelationInfo, user: &Subject, depth: u32, visited: &mut Visited) -> R {
+    pub fn check(
+        &self,
+        ty: Sym,
+        id: Sym,
+        rel: &RelationInfo,
+        user: &Subject,
+        depth: u32,
+        visited: &mut Visited,
+    ) -> R {
         if depth >= self.max_depth {
             return Err(EngineError::ResolutionTooDeep(self.max_depth));
         }
         // `type:id#rel` is trivially in its own userset.
-        if user.rel != NONE && user.ty == ty && user.id == id && user.rel == self.binding.rel_sym(rel) {
+        if user.rel != NONE
+            && user.ty == ty
+            && user.id == id
+            && user.rel == self.binding.rel_sym(rel)
+        {
             return Ok(Res::Allowed);
         }
         let key = (ty, id, rel.index);
         if visited.contains(&key) {
             return Ok(Res::Denied { cycle: true });
         }
-        let mark = if self.explain { self.path.borrow().len() } else { 0 };
+        let mark = if self.explain {
+            self.path.borrow().len()
+        } else {
+            0
+        };
         visited.push(key);
         let r = self.rewrite(ty, id, rel, &rel.rewrite, user, depth, visited);
         visited.pop();
@@ -161,13 +179,33 @@ impl<'a> Resolver<'a> {
                 };
                 let r = self.check(ty, id, target, user, depth + 1, visited);
                 if matches!(r, Ok(Res::Allowed)) {
-                    self.note(|| format!("{}#{} <- {}#{}", self.object_string(ty, id), rel.name, self.object_string(ty, id), target.name));
+                    self.note(|| {
+                        format!(
+                            "{}#{} <- {}#{}",
+                            self.object_string(ty, id),
+                            rel.name,
+                            self.object_string(ty, id),
+                            target.name
+                        )
+                    });
                 }
                 r
             }
-            Rewrite::TupleToUserset { tupleset, computed, computed_id } => {
-                self.ttu(ty, id, rel, *tupleset, computed, *computed_id, user, depth, visited)
-            }
+            Rewrite::TupleToUserset {
+                tupleset,
+                computed,
+                computed_id,
+            } => self.ttu(
+                ty,
+                id,
+                rel,
+                *tupleset,
+                computed,
+                *computed_id,
+                user,
+                depth,
+                visited,
+            ),
             Rewrite::Union(children) => {
                 let mut agg = Union::default();
                 for c in children {
@@ -179,7 +217,11 @@ impl<'a> Resolver<'a> {
             }
             Rewrite::Intersection(children) => {
                 let mut err = None;
-                let mark = if self.explain { self.path.borrow().len() } else { 0 };
+                let mark = if self.explain {
+                    self.path.borrow().len()
+                } else {
+                    0
+                };
                 for c in children {
                     match self.rewrite(ty, id, rel, c, user, depth, visited) {
                         Ok(Res::Allowed) => {}
@@ -199,13 +241,21 @@ impl<'a> Resolver<'a> {
                 }
             }
             Rewrite::Difference(base, subtract) => {
-                let mark = if self.explain { self.path.borrow().len() } else { 0 };
+                let mark = if self.explain {
+                    self.path.borrow().len()
+                } else {
+                    0
+                };
                 let base_err = match self.rewrite(ty, id, rel, base, user, depth, visited) {
                     Ok(Res::Allowed) => None,
                     Ok(denied) => return Ok(denied),
                     Err(e) => Some(e),
                 };
-                let sub_mark = if self.explain { self.path.borrow().len() } else { 0 };
+                let sub_mark = if self.explain {
+                    self.path.borrow().len()
+                } else {
+                    0
+                };
                 let r = match self.rewrite(ty, id, rel, subtract, user, depth, visited) {
                     Ok(Res::Allowed) => Ok(Res::Denied { cycle: false }),
                     Ok(Res::Denied { cycle: true }) => Ok(Res::Denied { cycle: true }),
@@ -234,7 +284,13 @@ impl<'a> Resolver<'a> {
     /// Whether a stored edge is acceptable to the current model for `rel`.
     fn edge_valid(&self, rel: &RelationInfo, index: &Index, e: &Edge) -> bool {
         let s = &e.subject;
-        let kind = if s.rel != NONE { s.rel } else if s.id == STAR { STAR } else { NONE };
+        let kind = if s.rel != NONE {
+            s.rel
+        } else if s.id == STAR {
+            STAR
+        } else {
+            NONE
+        };
         let cond = index.condition(e.cond).map(|c| c.name).unwrap_or(NONE);
         self.binding.allows(rel, s.ty, kind, cond)
     }
@@ -242,7 +298,9 @@ impl<'a> Resolver<'a> {
     /// The relation `s.rel` on the type of `s` (for a userset subject).
     fn userset_relation(&self, s: &Subject) -> Option<&'a RelationInfo> {
         let model: &'a Model = self.model;
-        self.binding.relation(s.ty, s.rel).and_then(|i| model.rel(i))
+        self.binding
+            .relation(s.ty, s.rel)
+            .and_then(|i| model.rel(i))
     }
 
     /// Evaluates the edge's condition (true when it has none).
@@ -257,30 +315,56 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    fn direct(&self, ty: Sym, id: Sym, rel: &RelationInfo, user: &Subject, depth: u32, visited: &mut Visited) -> R {
+    fn direct(
+        &self,
+        ty: Sym,
+        id: Sym,
+        rel: &RelationInfo,
+        user: &Subject,
+        depth: u32,
+        visited: &mut Visited,
+    ) -> R {
         let rel_sym = self.binding.rel_sym(rel);
         if rel_sym == NONE {
             return Ok(Res::Denied { cycle: false });
         }
-        let key = ObjRel { ty, id, rel: rel_sym };
+        let key = ObjRel {
+            ty,
+            id,
+            rel: rel_sym,
+        };
         let mut agg = Union::default();
         // A tuple naming the user itself, or the wildcard of its type.
-        let wildcard = (user.rel == NONE && user.id != STAR).then_some(Subject { ty: user.ty, id: STAR, rel: NONE });
+        let wildcard = (user.rel == NONE && user.id != STAR).then_some(Subject {
+            ty: user.ty,
+            id: STAR,
+            rel: NONE,
+        });
         for index in self.indexes() {
             for subject in std::iter::once(user).chain(wildcard.as_ref()) {
-                if let Some(e) = index.find(&key, subject) {
-                    if self.edge_valid(rel, index, e)
-                        && agg.add(self.condition_holds(index, e).map(to_res))
-                    {
-                        self.note(|| format!("{}#{} <- {} (direct)", self.object_string(ty, id), rel.name, self.subject_string(&e.subject)));
-                        return Ok(Res::Allowed);
-                    }
+                if let Some(e) = index.find(&key, subject)
+                    && self.edge_valid(rel, index, e)
+                    && agg.add(self.condition_holds(index, e).map(to_res))
+                {
+                    self.note(|| {
+                        format!(
+                            "{}#{} <- {} (direct)",
+                            self.object_string(ty, id),
+                            rel.name,
+                            self.subject_string(&e.subject)
+                        )
+                    });
+                    return Ok(Res::Allowed);
                 }
             }
         }
         // Usersets (`group:x#member`) on the relation: is the user in any of them?
         for index in self.indexes() {
-            for e in index.users(&key).iter().take_while(|e| e.subject.is_userset()) {
+            for e in index
+                .users(&key)
+                .iter()
+                .take_while(|e| e.subject.is_userset())
+            {
                 if !self.edge_valid(rel, index, e) {
                     continue;
                 }
@@ -297,7 +381,14 @@ impl<'a> Resolver<'a> {
                     continue;
                 };
                 if agg.add(self.check(s.ty, s.id, target, user, depth + 1, visited)) {
-                    self.note(|| format!("{}#{} <- {} (userset)", self.object_string(ty, id), rel.name, self.subject_string(&s)));
+                    self.note(|| {
+                        format!(
+                            "{}#{} <- {} (userset)",
+                            self.object_string(ty, id),
+                            rel.name,
+                            self.subject_string(&s)
+                        )
+                    });
                     return Ok(Res::Allowed);
                 }
             }
@@ -326,7 +417,11 @@ impl<'a> Resolver<'a> {
         if ts_sym == NONE || computed_sym == NONE {
             return Ok(Res::Denied { cycle: false });
         }
-        let key = ObjRel { ty, id, rel: ts_sym };
+        let key = ObjRel {
+            ty,
+            id,
+            rel: ts_sym,
+        };
         let mut agg = Union::default();
         for index in self.indexes() {
             for e in index.users(&key) {
@@ -342,11 +437,24 @@ impl<'a> Resolver<'a> {
                         continue;
                     }
                 }
-                let Some(target) = self.binding.relation(s.ty, computed_sym).and_then(|i| self.model.rel(i)) else {
+                let Some(target) = self
+                    .binding
+                    .relation(s.ty, computed_sym)
+                    .and_then(|i| self.model.rel(i))
+                else {
                     continue;
                 };
                 if agg.add(self.check(s.ty, s.id, target, user, depth + 1, visited)) {
-                    self.note(|| format!("{}#{} <- {}#{} (from {})", self.object_string(ty, id), rel.name, self.object_string(s.ty, s.id), computed, ts_rel.name));
+                    self.note(|| {
+                        format!(
+                            "{}#{} <- {}#{} (from {})",
+                            self.object_string(ty, id),
+                            rel.name,
+                            self.object_string(s.ty, s.id),
+                            computed,
+                            ts_rel.name
+                        )
+                    });
                     return Ok(Res::Allowed);
                 }
             }
@@ -387,7 +495,12 @@ impl<'a> Resolver<'a> {
     /// Candidate users for ListUsers: every user on a direct tuple reachable from
     /// `(ty, id)#rel` through the model's rewrites (subtractions excluded), plus every
     /// `object#relation` visited (as a userset). Each candidate is then checked.
-    pub fn user_candidates(&self, ty: Sym, id: Sym, rel: &'a RelationInfo) -> (Vec<Subject>, Vec<(Sym, Sym, &'a RelationInfo)>) {
+    pub fn user_candidates(
+        &self,
+        ty: Sym,
+        id: Sym,
+        rel: &'a RelationInfo,
+    ) -> (Vec<Subject>, Vec<(Sym, Sym, &'a RelationInfo)>) {
         let model: &'a Model = self.model;
         let mut users = Vec::new();
         let mut seen_users = rustc_hash::FxHashSet::default();
@@ -403,7 +516,11 @@ impl<'a> Resolver<'a> {
             while let Some(rw) = stack.pop() {
                 match rw {
                     Rewrite::This => {
-                        let key = ObjRel { ty, id, rel: self.binding.rel_sym(rel) };
+                        let key = ObjRel {
+                            ty,
+                            id,
+                            rel: self.binding.rel_sym(rel),
+                        };
                         for index in self.indexes() {
                             for e in index.users(&key) {
                                 if !self.edge_valid(rel, index, e) {
@@ -413,7 +530,9 @@ impl<'a> Resolver<'a> {
                                 if seen_users.insert(s) {
                                     users.push(s);
                                 }
-                                if let Some(t) = (s.rel != NONE).then(|| self.userset_relation(&s)).flatten() {
+                                if let Some(t) =
+                                    (s.rel != NONE).then(|| self.userset_relation(&s)).flatten()
+                                {
                                     work.push((s.ty, s.id, t));
                                 }
                             }
@@ -424,17 +543,34 @@ impl<'a> Resolver<'a> {
                             work.push((ty, id, t));
                         }
                     }
-                    Rewrite::TupleToUserset { tupleset, computed_id, .. } => {
-                        let Some(ts_rel) = model.rel(*tupleset) else { continue };
+                    Rewrite::TupleToUserset {
+                        tupleset,
+                        computed_id,
+                        ..
+                    } => {
+                        let Some(ts_rel) = model.rel(*tupleset) else {
+                            continue;
+                        };
                         let computed_sym = self.binding.name_sym(*computed_id);
-                        let key = ObjRel { ty, id, rel: self.binding.rel_sym(ts_rel) };
+                        let key = ObjRel {
+                            ty,
+                            id,
+                            rel: self.binding.rel_sym(ts_rel),
+                        };
                         for index in self.indexes() {
                             for e in index.users(&key) {
                                 let s = e.subject;
-                                if s.rel != NONE || s.id == STAR || !self.edge_valid(ts_rel, index, e) {
+                                if s.rel != NONE
+                                    || s.id == STAR
+                                    || !self.edge_valid(ts_rel, index, e)
+                                {
                                     continue;
                                 }
-                                if let Some(t) = self.binding.relation(s.ty, computed_sym).and_then(|i| model.rel(i)) {
+                                if let Some(t) = self
+                                    .binding
+                                    .relation(s.ty, computed_sym)
+                                    .and_then(|i| model.rel(i))
+                                {
                                     work.push((s.ty, s.id, t));
                                 }
                             }
@@ -450,10 +586,19 @@ impl<'a> Resolver<'a> {
 
     /// The direct users of `(ty, id)#rel` as strings (for Expand).
     pub fn direct_users(&self, ty: Sym, id: Sym, rel: &RelationInfo) -> Vec<String> {
-        let key = ObjRel { ty, id, rel: self.binding.rel_sym(rel) };
+        let key = ObjRel {
+            ty,
+            id,
+            rel: self.binding.rel_sym(rel),
+        };
         let mut out: Vec<String> = self
             .indexes()
-            .flat_map(|index| index.users(&key).iter().filter(move |e| self.edge_valid(rel, index, e)))
+            .flat_map(|index| {
+                index
+                    .users(&key)
+                    .iter()
+                    .filter(move |e| self.edge_valid(rel, index, e))
+            })
             .map(|e| self.subject_string(&e.subject))
             .collect();
         out.sort();
@@ -463,10 +608,19 @@ impl<'a> Resolver<'a> {
 
     /// The objects on the tupleset `(ty, id)#tupleset` (for Expand).
     pub fn tupleset_objects(&self, ty: Sym, id: Sym, ts_rel: &RelationInfo) -> Vec<(Sym, Sym)> {
-        let key = ObjRel { ty, id, rel: self.binding.rel_sym(ts_rel) };
+        let key = ObjRel {
+            ty,
+            id,
+            rel: self.binding.rel_sym(ts_rel),
+        };
         let mut out: Vec<(Sym, Sym)> = self
             .indexes()
-            .flat_map(|index| index.users(&key).iter().filter(move |e| self.edge_valid(ts_rel, index, e)))
+            .flat_map(|index| {
+                index
+                    .users(&key)
+                    .iter()
+                    .filter(move |e| self.edge_valid(ts_rel, index, e))
+            })
             .filter(|e| e.subject.rel == NONE && e.subject.id != STAR)
             .map(|e| (e.subject.ty, e.subject.id))
             .collect();
@@ -476,13 +630,25 @@ impl<'a> Resolver<'a> {
 }
 
 fn to_res(holds: bool) -> Res {
-    if holds { Res::Allowed } else { Res::Denied { cycle: false } }
+    if holds {
+        Res::Allowed
+    } else {
+        Res::Denied { cycle: false }
+    }
 }
 
 pub(crate) fn intern_user(names: &mut Names<'_>, user: &UserStr<'_>) -> Subject {
     match *user {
-        UserStr::Object(o) => Subject { ty: names.intern(o.type_name), id: names.intern(o.id), rel: NONE },
-        UserStr::Wildcard { type_name } => Subject { ty: names.intern(type_name), id: STAR, rel: NONE },
+        UserStr::Object(o) => Subject {
+            ty: names.intern(o.type_name),
+            id: names.intern(o.id),
+            rel: NONE,
+        },
+        UserStr::Wildcard { type_name } => Subject {
+            ty: names.intern(type_name),
+            id: STAR,
+            rel: NONE,
+        },
         UserStr::Userset { object, relation } => Subject {
             ty: names.intern(object.type_name),
             id: names.intern(object.id),

@@ -95,11 +95,18 @@ impl Index {
 
     /// Where `(ty, id)` appears as a user (as itself, or as `ty:id#rel`).
     pub fn appearances(&self, ty: Sym, id: Sym) -> &[RevEdge] {
-        self.reverse.get(&(ty, id)).map(|v| v.as_slice()).unwrap_or(&[])
+        self.reverse
+            .get(&(ty, id))
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
     }
 
     pub fn condition(&self, cond: u32) -> Option<&StoredCondition> {
-        if cond == 0 { None } else { self.conds.get(cond as usize - 1) }
+        if cond == 0 {
+            None
+        } else {
+            self.conds.get(cond as usize - 1)
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,7 +116,8 @@ impl Index {
     /// Inserts; returns false if the (object, relation, user) was already present.
     pub fn insert(&mut self, key: ObjRel, subject: Subject, cond: Option<StoredCondition>) -> bool {
         let edges = self.forward.entry(key).or_default();
-        let pos = match edges.binary_search_by(|e| e.subject.order_key().cmp(&subject.order_key())) {
+        let pos = match edges.binary_search_by(|e| e.subject.order_key().cmp(&subject.order_key()))
+        {
             Ok(_) => return false,
             Err(pos) => pos,
         };
@@ -132,16 +140,20 @@ impl Index {
         self.reverse
             .entry((subject.ty, subject.id))
             .or_default()
-            .push(RevEdge { subject_rel: subject.rel, object: key });
+            .push(RevEdge {
+                subject_rel: subject.rel,
+                object: key,
+            });
         self.len += 1;
         true
     }
 
     /// Removes; returns false if absent.
     pub fn remove(&mut self, key: ObjRel, subject: Subject) -> bool {
-        let Some(edges) = self.forward.get_mut(&key) else { return false };
-        let Ok(pos) =
-            edges.binary_search_by(|e| e.subject.order_key().cmp(&subject.order_key()))
+        let Some(edges) = self.forward.get_mut(&key) else {
+            return false;
+        };
+        let Ok(pos) = edges.binary_search_by(|e| e.subject.order_key().cmp(&subject.order_key()))
         else {
             return false;
         };
@@ -156,7 +168,10 @@ impl Index {
             self.free_conds.push(edge.cond);
         }
         if let Some(rev) = self.reverse.get_mut(&(subject.ty, subject.id)) {
-            if let Some(i) = rev.iter().position(|r| r.subject_rel == subject.rel && r.object == key) {
+            if let Some(i) = rev
+                .iter()
+                .position(|r| r.subject_rel == subject.rel && r.object == key)
+            {
                 rev.swap_remove(i);
             }
             if rev.is_empty() {
@@ -168,7 +183,9 @@ impl Index {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&ObjRel, &Edge)> {
-        self.forward.iter().flat_map(|(k, v)| v.iter().map(move |e| (k, e)))
+        self.forward
+            .iter()
+            .flat_map(|(k, v)| v.iter().map(move |e| (k, e)))
     }
 
     fn heap_bytes(&self) -> usize {
@@ -212,7 +229,11 @@ fn next_uid() -> u64 {
 
 impl Clone for TupleStore {
     fn clone(&self) -> Self {
-        TupleStore { uid: next_uid(), names: self.names.clone(), index: self.index.clone() }
+        TupleStore {
+            uid: next_uid(),
+            names: self.names.clone(),
+            index: self.index.clone(),
+        }
     }
 }
 
@@ -227,7 +248,11 @@ impl TupleStore {
         let mut names = Interner::new();
         let star = names.intern("*");
         debug_assert_eq!(star, STAR);
-        TupleStore { uid: next_uid(), names, index: Index::default() }
+        TupleStore {
+            uid: next_uid(),
+            names,
+            index: Index::default(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -245,7 +270,12 @@ impl TupleStore {
 
     /// Writes and deletes tuples atomically: every tuple is validated against `model`
     /// first (and every delete must exist); on any error nothing changes.
-    pub fn write(&mut self, model: &Model, writes: &[TupleKey], deletes: &[TupleKey]) -> Result<(), EngineError> {
+    pub fn write(
+        &mut self,
+        model: &Model,
+        writes: &[TupleKey],
+        deletes: &[TupleKey],
+    ) -> Result<(), EngineError> {
         let mut seen = rustc_hash::FxHashSet::default();
         for t in writes.iter().chain(deletes) {
             if !seen.insert((&t.object, &t.relation, &t.user)) {
@@ -291,7 +321,9 @@ impl TupleStore {
             (Some(ty), Some(id), Some(rel)) => ObjRel { ty, id, rel },
             _ => return false,
         };
-        let Some(subject) = lookup_subject(n, &user) else { return false };
+        let Some(subject) = lookup_subject(n, &user) else {
+            return false;
+        };
         self.index.users(&key).iter().any(|e| e.subject == subject)
     }
 
@@ -322,7 +354,9 @@ impl TupleStore {
             (Some(ty), Some(id), Some(rel)) => ObjRel { ty, id, rel },
             _ => return Ok(false),
         };
-        let Some(subject) = lookup_subject(n, &user) else { return Ok(false) };
+        let Some(subject) = lookup_subject(n, &user) else {
+            return Ok(false);
+        };
         Ok(self.index.remove(key, subject))
     }
 
@@ -359,10 +393,16 @@ pub(crate) fn subject_string<'a>(resolve: impl Fn(Sym) -> &'a str, s: &Subject) 
 
 fn intern_subject(n: &mut Interner, user: &UserStr<'_>) -> Subject {
     match *user {
-        UserStr::Object(ObjectStr { type_name, id }) => {
-            Subject { ty: n.intern(type_name), id: n.intern(id), rel: NONE }
-        }
-        UserStr::Wildcard { type_name } => Subject { ty: n.intern(type_name), id: STAR, rel: NONE },
+        UserStr::Object(ObjectStr { type_name, id }) => Subject {
+            ty: n.intern(type_name),
+            id: n.intern(id),
+            rel: NONE,
+        },
+        UserStr::Wildcard { type_name } => Subject {
+            ty: n.intern(type_name),
+            id: STAR,
+            rel: NONE,
+        },
         UserStr::Userset { object, relation } => Subject {
             ty: n.intern(object.type_name),
             id: n.intern(object.id),
@@ -373,8 +413,16 @@ fn intern_subject(n: &mut Interner, user: &UserStr<'_>) -> Subject {
 
 fn lookup_subject(n: &Interner, user: &UserStr<'_>) -> Option<Subject> {
     Some(match *user {
-        UserStr::Object(o) => Subject { ty: n.get(o.type_name)?, id: n.get(o.id)?, rel: NONE },
-        UserStr::Wildcard { type_name } => Subject { ty: n.get(type_name)?, id: STAR, rel: NONE },
+        UserStr::Object(o) => Subject {
+            ty: n.get(o.type_name)?,
+            id: n.get(o.id)?,
+            rel: NONE,
+        },
+        UserStr::Wildcard { type_name } => Subject {
+            ty: n.get(type_name)?,
+            id: STAR,
+            rel: NONE,
+        },
         UserStr::Userset { object, relation } => Subject {
             ty: n.get(object.type_name)?,
             id: n.get(object.id)?,
@@ -387,7 +435,10 @@ fn lookup_subject(n: &Interner, user: &UserStr<'_>) -> Option<Subject> {
 /// relation admits this kind of user directly (type restrictions, wildcard, userset,
 /// condition), and a condition's stored context fits its parameters.
 pub fn validate_tuple(model: &Model, t: &TupleKey) -> Result<(), EngineError> {
-    let invalid = |reason: String| EngineError::InvalidTuple { tuple: t.to_string(), reason };
+    let invalid = |reason: String| EngineError::InvalidTuple {
+        tuple: t.to_string(),
+        reason,
+    };
     let obj = parse_object(&t.object).map_err(|e| invalid(e.to_string()))?;
     let user = parse_user(&t.user).map_err(|e| invalid(e.to_string()))?;
     let rel = model
@@ -399,33 +450,43 @@ pub fn validate_tuple(model: &Model, t: &TupleKey) -> Result<(), EngineError> {
         UserStr::Userset { object, relation } => (object.type_name, UserKind::Userset(relation)),
     };
     if !model.has_type(user_type) {
-        return Err(invalid(format!("type `{user_type}` is not defined in the model")));
+        return Err(invalid(format!(
+            "type `{user_type}` is not defined in the model"
+        )));
     }
-    if let UserKind::Userset(r) = kind {
-        if !model.has_relation(user_type, r) {
-            return Err(invalid(format!("relation `{user_type}#{r}` is not defined")));
-        }
+    if let UserKind::Userset(r) = kind
+        && !model.has_relation(user_type, r)
+    {
+        return Err(invalid(format!(
+            "relation `{user_type}#{r}` is not defined"
+        )));
     }
-    let cond = t.condition.as_ref().map(|c| c.name.as_str()).filter(|c| !c.is_empty());
+    let cond = t
+        .condition
+        .as_ref()
+        .map(|c| c.name.as_str())
+        .filter(|c| !c.is_empty());
     if !rel.allows(user_type, kind, cond) {
         let what = match (kind, cond) {
             (UserKind::Wildcard, _) => format!("`{user_type}:*`"),
             (UserKind::Userset(r), _) => format!("`{user_type}#{r}`"),
             (UserKind::Object, _) => format!("`{user_type}`"),
         };
-        let with = cond.map(|c| format!(" with condition `{c}`")).unwrap_or_default();
+        let with = cond
+            .map(|c| format!(" with condition `{c}`"))
+            .unwrap_or_default();
         return Err(invalid(format!(
             "relation `{}#{}` does not allow {what}{with}",
             obj.type_name, t.relation
         )));
     }
-    if let Some(c) = &t.condition {
-        if let Some(ctx) = &c.context {
-            model
-                .conditions()
-                .validate_tuple_context(&c.name, ctx)
-                .map_err(|e| invalid(e.to_string()))?;
-        }
+    if let Some(c) = &t.condition
+        && let Some(ctx) = &c.context
+    {
+        model
+            .conditions()
+            .validate_tuple_context(&c.name, ctx)
+            .map_err(|e| invalid(e.to_string()))?;
     }
     Ok(())
 }

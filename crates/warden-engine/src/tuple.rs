@@ -20,12 +20,24 @@ pub struct TupleKey {
 }
 
 impl TupleKey {
-    pub fn new(user: impl Into<String>, relation: impl Into<String>, object: impl Into<String>) -> Self {
-        TupleKey { user: user.into(), relation: relation.into(), object: object.into(), condition: None }
+    pub fn new(
+        user: impl Into<String>,
+        relation: impl Into<String>,
+        object: impl Into<String>,
+    ) -> Self {
+        TupleKey {
+            user: user.into(),
+            relation: relation.into(),
+            object: object.into(),
+            condition: None,
+        }
     }
 
     pub fn with_condition(mut self, name: impl Into<String>, context: Context) -> Self {
-        self.condition = Some(TupleCondition { name: name.into(), context: Some(context) });
+        self.condition = Some(TupleCondition {
+            name: name.into(),
+            context: Some(context),
+        });
         self
     }
 }
@@ -59,8 +71,13 @@ pub struct ObjectStr<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserStr<'a> {
     Object(ObjectStr<'a>),
-    Wildcard { type_name: &'a str },
-    Userset { object: ObjectStr<'a>, relation: &'a str },
+    Wildcard {
+        type_name: &'a str,
+    },
+    Userset {
+        object: ObjectStr<'a>,
+        relation: &'a str,
+    },
 }
 
 /// Parses `type:id`. Both parts must be non-empty and free of whitespace; the id may
@@ -98,14 +115,19 @@ pub fn parse_user(s: &str) -> Result<UserStr<'_>, EngineError> {
         Some((o, r)) => (o, Some(r)),
         None => (s, None),
     };
-    let (type_name, id) = object.split_once(':').ok_or_else(|| bad("expected `type:id`"))?;
+    let (type_name, id) = object
+        .split_once(':')
+        .ok_or_else(|| bad("expected `type:id`"))?;
     if type_name.is_empty() || id.is_empty() {
         return Err(bad("type and id must not be empty"));
     }
     match relation {
         Some(r) if r.is_empty() || r.contains('#') => Err(bad("empty or repeated relation")),
         Some(_) if id == "*" => Err(bad("a wildcard cannot have a relation")),
-        Some(relation) => Ok(UserStr::Userset { object: ObjectStr { type_name, id }, relation }),
+        Some(relation) => Ok(UserStr::Userset {
+            object: ObjectStr { type_name, id },
+            relation,
+        }),
         None if id == "*" => Ok(UserStr::Wildcard { type_name }),
         None => Ok(UserStr::Object(ObjectStr { type_name, id })),
     }

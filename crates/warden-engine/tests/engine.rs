@@ -1,6 +1,12 @@
 //! Engine behaviour on small hand-written models: bad input, tuple validation, atomic
 //! writes, Expand, explanations, contextual tuples and the depth limit.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test fixtures fail loudly"
+)]
+
 use serde_json::json;
 use warden_engine::{
     CheckRequest, Engine, ErrorCode, ExpandRequest, ListObjectsRequest, Model, TupleKey,
@@ -62,7 +68,10 @@ fn refuses_tuples_the_model_does_not_allow_with_a_reason() {
     for (tuple, why) in cases {
         let err = s.write(&m, std::slice::from_ref(&tuple), &[]).unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidTuple, "{tuple}");
-        assert!(err.to_string().contains(why), "{tuple}: {err} should mention {why}");
+        assert!(
+            err.to_string().contains(why),
+            "{tuple}: {err} should mention {why}"
+        );
     }
     assert!(s.is_empty());
 }
@@ -71,16 +80,35 @@ fn refuses_tuples_the_model_does_not_allow_with_a_reason() {
 fn a_batch_with_one_bad_tuple_writes_nothing() {
     let m = model();
     let mut s = TupleStore::new();
-    let batch = [t("user:anne", "viewer", "doc:1"), t("user:bob", "nope", "doc:1")];
+    let batch = [
+        t("user:anne", "viewer", "doc:1"),
+        t("user:bob", "nope", "doc:1"),
+    ];
     assert!(s.write(&m, &batch, &[]).is_err());
     assert_eq!(s.len(), 0);
     // Duplicates, and deleting what is absent, are refused too (and change nothing).
-    s.write(&m, &[t("user:anne", "viewer", "doc:1")], &[]).unwrap();
-    assert!(s.write(&m, &[t("user:anne", "viewer", "doc:1")], &[]).is_err());
-    assert!(s.write(&m, &[t("user:bob", "viewer", "doc:1")], &[t("user:carl", "viewer", "doc:1")]).is_err());
+    s.write(&m, &[t("user:anne", "viewer", "doc:1")], &[])
+        .unwrap();
+    assert!(
+        s.write(&m, &[t("user:anne", "viewer", "doc:1")], &[])
+            .is_err()
+    );
+    assert!(
+        s.write(
+            &m,
+            &[t("user:bob", "viewer", "doc:1")],
+            &[t("user:carl", "viewer", "doc:1")]
+        )
+        .is_err()
+    );
     assert_eq!(s.len(), 1);
     // Write + delete in one batch is atomic.
-    s.write(&m, &[t("user:bob", "viewer", "doc:1")], &[t("user:anne", "viewer", "doc:1")]).unwrap();
+    s.write(
+        &m,
+        &[t("user:bob", "viewer", "doc:1")],
+        &[t("user:anne", "viewer", "doc:1")],
+    )
+    .unwrap();
     let e = Engine::new(&m, &s);
     assert_eq!(check(&e, "user:anne", "viewer", "doc:1"), Ok(false));
     assert_eq!(check(&e, "user:bob", "viewer", "doc:1"), Ok(true));
@@ -100,7 +128,11 @@ fn bad_requests_are_validation_errors() {
         ("user:anne", "viewer", "doc1"),
         ("user:anne#", "viewer", "doc:1"),
     ] {
-        assert_eq!(check(&e, user, rel, obj), Err(ErrorCode::Validation), "{obj}#{rel}@{user}");
+        assert_eq!(
+            check(&e, user, rel, obj),
+            Err(ErrorCode::Validation),
+            "{obj}#{rel}@{user}"
+        );
     }
     let lo = |t: &str, r: &str| {
         e.list_objects(&ListObjectsRequest {
@@ -152,7 +184,13 @@ fn resolves_through_groups_parents_and_wildcards_with_a_path() {
     );
     let mut req = CheckRequest::new("user:carl", "viewer", "doc:2");
     req.explain = true;
-    assert_eq!(e.check(&req).unwrap().path, vec!["doc:2#viewer <- folder:f#viewer (from parent)", "folder:f#viewer <- user:carl (direct)"]);
+    assert_eq!(
+        e.check(&req).unwrap().path,
+        vec![
+            "doc:2#viewer <- folder:f#viewer (from parent)",
+            "folder:f#viewer <- user:carl (direct)"
+        ]
+    );
 }
 
 #[test]
@@ -161,7 +199,10 @@ fn contextual_tuples_count_for_one_request_only() {
     let s = TupleStore::new();
     let e = Engine::new(&m, &s);
     let mut req = CheckRequest::new("user:dan", "viewer", "doc:9");
-    req.contextual_tuples = vec![t("user:dan", "member", "group:x"), t("group:x#member", "viewer", "doc:9")];
+    req.contextual_tuples = vec![
+        t("user:dan", "member", "group:x"),
+        t("group:x#member", "viewer", "doc:9"),
+    ];
     assert!(e.check(&req).unwrap().allowed);
     assert_eq!(check(&e, "user:dan", "viewer", "doc:9"), Ok(false));
     // An invalid contextual tuple is refused as such.
@@ -175,38 +216,76 @@ fn depth_limit_is_an_error_not_a_hang() {
     let mut s = TupleStore::new();
     let mut tuples = vec![t("user:anne", "member", "group:g0")];
     for i in 0..40 {
-        tuples.push(t(&format!("group:g{i}#member"), "member", &format!("group:g{}", i + 1)));
+        tuples.push(t(
+            &format!("group:g{i}#member"),
+            "member",
+            &format!("group:g{}", i + 1),
+        ));
     }
     s.write(&m, &tuples, &[]).unwrap();
     let e = Engine::new(&m, &s);
     assert_eq!(check(&e, "user:anne", "member", "group:g10"), Ok(true));
-    assert_eq!(check(&e, "user:anne", "member", "group:g40"), Err(ErrorCode::ResolutionTooDeep));
     assert_eq!(
-        e.with_max_depth(50).check(&CheckRequest::new("user:anne", "member", "group:g40")).map(|r| r.allowed),
+        check(&e, "user:anne", "member", "group:g40"),
+        Err(ErrorCode::ResolutionTooDeep)
+    );
+    assert_eq!(
+        e.with_max_depth(50)
+            .check(&CheckRequest::new("user:anne", "member", "group:g40"))
+            .map(|r| r.allowed),
         Ok(true)
     );
     // A membership cycle terminates (false, not an error).
     let mut s2 = TupleStore::new();
-    s2.write(&m, &[t("group:a#member", "member", "group:b"), t("group:b#member", "member", "group:a")], &[]).unwrap();
-    assert_eq!(check(&Engine::new(&m, &s2), "user:x", "member", "group:a"), Ok(false));
+    s2.write(
+        &m,
+        &[
+            t("group:a#member", "member", "group:b"),
+            t("group:b#member", "member", "group:a"),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        check(&Engine::new(&m, &s2), "user:x", "member", "group:a"),
+        Ok(false)
+    );
 }
 
 #[test]
 fn expand_shows_one_level_of_the_userset_tree() {
     let m = model();
     let mut s = TupleStore::new();
-    s.write(&m, &[t("user:anne", "viewer", "doc:1"), t("group:g#member", "viewer", "doc:1"), t("folder:f", "parent", "doc:1")], &[])
-        .unwrap();
+    s.write(
+        &m,
+        &[
+            t("user:anne", "viewer", "doc:1"),
+            t("group:g#member", "viewer", "doc:1"),
+            t("folder:f", "parent", "doc:1"),
+        ],
+        &[],
+    )
+    .unwrap();
     let tree = Engine::new(&m, &s)
-        .expand(&ExpandRequest { object: "doc:1".into(), relation: "viewer".into(), contextual_tuples: vec![] })
+        .expand(&ExpandRequest {
+            object: "doc:1".into(),
+            relation: "viewer".into(),
+            contextual_tuples: vec![],
+        })
         .unwrap();
     assert_eq!(
         tree,
         UsersetTree::Union {
             name: "doc:1#viewer".into(),
             nodes: vec![
-                UsersetTree::Leaf { name: "doc:1#viewer".into(), users: vec!["group:g#member".into(), "user:anne".into()] },
-                UsersetTree::Computed { name: "doc:1#viewer".into(), userset: "doc:1#owner".into() },
+                UsersetTree::Leaf {
+                    name: "doc:1#viewer".into(),
+                    users: vec!["group:g#member".into(), "user:anne".into()]
+                },
+                UsersetTree::Computed {
+                    name: "doc:1#viewer".into(),
+                    userset: "doc:1#owner".into()
+                },
                 UsersetTree::TupleToUserset {
                     name: "doc:1#viewer".into(),
                     tupleset: "doc:1#parent".into(),

@@ -7,6 +7,12 @@
 //! cycle handling and no depth limit. The engine must agree with it on Check,
 //! ListObjects and ListUsers.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test fixtures fail loudly"
+)]
+
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use warden_engine::{
@@ -77,7 +83,11 @@ fn gen_case(seed: u64) -> Case {
             let rw = gen_rw(&mut rng, &types, parent.is_some(), r, 2);
             relations.push((format!("r{r}"), rw));
         }
-        types.push(TypeSpec { name, relations, parent });
+        types.push(TypeSpec {
+            name,
+            relations,
+            parent,
+        });
     }
     // Tuples: for each object and each directly assignable relation, a random subset
     // of what its restrictions admit.
@@ -172,9 +182,13 @@ fn rw_json(rw: &Rw) -> Value {
     match rw {
         Rw::This(_) => json!({"this": {}}),
         Rw::Computed(r) => json!({"computedUserset": {"relation": r}}),
-        Rw::Ttu(r) => json!({"tupleToUserset": {"tupleset": {"relation": "parent"}, "computedUserset": {"relation": r}}}),
+        Rw::Ttu(r) => {
+            json!({"tupleToUserset": {"tupleset": {"relation": "parent"}, "computedUserset": {"relation": r}}})
+        }
         Rw::Union(c) => json!({"union": {"child": c.iter().map(rw_json).collect::<Vec<_>>()}}),
-        Rw::Inter(c) => json!({"intersection": {"child": c.iter().map(rw_json).collect::<Vec<_>>()}}),
+        Rw::Inter(c) => {
+            json!({"intersection": {"child": c.iter().map(rw_json).collect::<Vec<_>>()}})
+        }
         Rw::Diff(a, b) => json!({"difference": {"base": rw_json(a), "subtract": rw_json(b)}}),
     }
 }
@@ -186,7 +200,10 @@ fn model_json(case: &Case) -> Value {
         let mut meta = serde_json::Map::new();
         if let Some(p) = &t.parent {
             relations.insert("parent".into(), json!({"this": {}}));
-            meta.insert("parent".into(), json!({"directly_related_user_types": [{"type": p}]}));
+            meta.insert(
+                "parent".into(),
+                json!({"directly_related_user_types": [{"type": p}]}),
+            );
         }
         for (name, rw) in &t.relations {
             relations.insert(name.clone(), rw_json(rw));
@@ -211,39 +228,48 @@ fn model_json(case: &Case) -> Value {
 /// the definitions, scanning every tuple each time.
 fn member(case: &Case, object: &str, rel: &str, user: &str) -> bool {
     let ty_name = object.split(':').next().unwrap_or("");
-    let Some(ty) = case.types.iter().find(|t| t.name == ty_name) else { return false };
+    let Some(ty) = case.types.iter().find(|t| t.name == ty_name) else {
+        return false;
+    };
     if rel == "parent" {
         return false;
     }
-    let Some((_, rw)) = ty.relations.iter().find(|(r, _)| r == rel) else { return false };
-    eval(case, ty, object, rel, rw, user)
+    let Some((_, rw)) = ty.relations.iter().find(|(r, _)| r == rel) else {
+        return false;
+    };
+    eval(case, object, rel, rw, user)
 }
 
-fn eval(case: &Case, ty: &TypeSpec, object: &str, rel: &str, rw: &Rw, user: &str) -> bool {
+fn eval(case: &Case, object: &str, rel: &str, rw: &Rw, user: &str) -> bool {
     match rw {
         Rw::This(_) => case.tuples.iter().any(|t| {
             t.object == object
                 && t.relation == rel
                 && (t.user == user
                     || t.user == "user:*"
-                    || t.user.split_once('#').is_some_and(|(o, r)| member(case, o, r, user)))
+                    || t.user
+                        .split_once('#')
+                        .is_some_and(|(o, r)| member(case, o, r, user)))
         }),
         Rw::Computed(r) => member(case, object, r, user),
         Rw::Ttu(r) => case.tuples.iter().any(|t| {
             t.object == object && t.relation == "parent" && member(case, &t.user, r, user)
         }),
-        Rw::Union(c) => c.iter().any(|c| eval(case, ty, object, rel, c, user)),
-        Rw::Inter(c) => c.iter().all(|c| eval(case, ty, object, rel, c, user)),
-        Rw::Diff(a, b) => eval(case, ty, object, rel, a, user) && !eval(case, ty, object, rel, b, user),
+        Rw::Union(c) => c.iter().any(|c| eval(case, object, rel, c, user)),
+        Rw::Inter(c) => c.iter().all(|c| eval(case, object, rel, c, user)),
+        Rw::Diff(a, b) => eval(case, object, rel, a, user) && !eval(case, object, rel, b, user),
     }
 }
 
 fn run_case(seed: u64) -> Result<(), TestCaseError> {
     let case = gen_case(seed);
-    let schema = serde_json::from_value(model_json(&case)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let schema = serde_json::from_value(model_json(&case))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let model = Model::new(schema).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let mut store = TupleStore::new();
-    store.write(&model, &case.tuples, &[]).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    store
+        .write(&model, &case.tuples, &[])
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let engine = Engine::new(&model, &store);
     let fresh = "user:fresh";
     for t in &case.types {
@@ -257,7 +283,15 @@ fn run_case(seed: u64) -> Result<(), TestCaseError> {
                         .check(&CheckRequest::new(*user, rel.clone(), object.clone()))
                         .map_err(|e| TestCaseError::fail(e.to_string()))?
                         .allowed;
-                    prop_assert_eq!(got, expected, "check {}#{}@{} (seed {})", object, rel, user, seed);
+                    prop_assert_eq!(
+                        got,
+                        expected,
+                        "check {}#{}@{} (seed {})",
+                        object,
+                        rel,
+                        user,
+                        seed
+                    );
                     if expected {
                         listed_expected.push(user.to_string());
                     }
@@ -274,15 +308,35 @@ fn run_case(seed: u64) -> Result<(), TestCaseError> {
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let wildcard = listed.iter().any(|u| u == "user:*");
                 if wildcard {
-                    prop_assert!(member(&case, &object, rel, fresh), "user:* listed for {}#{} (seed {})", object, rel, seed);
+                    prop_assert!(
+                        member(&case, &object, rel, fresh),
+                        "user:* listed for {}#{} (seed {})",
+                        object,
+                        rel,
+                        seed
+                    );
                 }
                 for u in &listed {
                     if u != "user:*" {
-                        prop_assert!(member(&case, &object, rel, u), "listed {} on {}#{} (seed {})", u, object, rel, seed);
+                        prop_assert!(
+                            member(&case, &object, rel, u),
+                            "listed {} on {}#{} (seed {})",
+                            u,
+                            object,
+                            rel,
+                            seed
+                        );
                     }
                 }
                 for u in &listed_expected {
-                    prop_assert!(wildcard || listed.contains(u), "{} missing from ListUsers {}#{} (seed {})", u, object, rel, seed);
+                    prop_assert!(
+                        wildcard || listed.contains(u),
+                        "{} missing from ListUsers {}#{} (seed {})",
+                        u,
+                        object,
+                        rel,
+                        seed
+                    );
                 }
             }
             // ListObjects equals the reference exactly.
@@ -300,7 +354,15 @@ fn run_case(seed: u64) -> Result<(), TestCaseError> {
                         ..Default::default()
                     })
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                prop_assert_eq!(got, expected, "list_objects {} {}#{} (seed {})", user, t.name, rel, seed);
+                prop_assert_eq!(
+                    got,
+                    expected,
+                    "list_objects {} {}#{} (seed {})",
+                    user,
+                    t.name,
+                    rel,
+                    seed
+                );
             }
         }
     }
@@ -314,4 +376,3 @@ proptest! {
         run_case(seed)?;
     }
 }
-
