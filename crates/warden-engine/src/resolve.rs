@@ -493,7 +493,7 @@ impl<'a> Resolver<'a> {
     }
 
     /// Candidate users for ListUsers: every user on a direct tuple reachable from
-    /// `(ty, id)#rel` through the model's rewrites (subtractions excluded), plus every
+    /// `(ty, id)#rel` through the model's rewrites, plus every
     /// `object#relation` visited (as a userset). Each candidate is then checked.
     pub fn user_candidates(
         &self,
@@ -577,7 +577,12 @@ impl<'a> Resolver<'a> {
                         }
                     }
                     Rewrite::Union(c) | Rewrite::Intersection(c) => stack.extend(c.iter()),
-                    Rewrite::Difference(base, _) => stack.push(base),
+                    // Subtractions too: under a double negation their users can be
+                    // members (`a but not (b but not c)` admits users of `c`).
+                    Rewrite::Difference(base, subtract) => {
+                        stack.push(base);
+                        stack.push(subtract);
+                    }
                 }
             }
         }

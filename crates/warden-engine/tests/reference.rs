@@ -370,7 +370,11 @@ fn run_case(seed: u64) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        // WARDEN_PROPTEST_CASES=20000 for a longer hunt; CI runs the default.
+        cases: std::env::var("WARDEN_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(400),
+        ..ProptestConfig::default()
+    })]
     #[test]
     fn engine_agrees_with_reference(seed in any::<u64>()) {
         run_case(seed)?;
