@@ -1,0 +1,53 @@
+//! The model language's one error type: a kind (OpenFGA's error types), a message and
+//! a 0-based line/column span.
+
+use thiserror::Error;
+
+/// The category of a model error, named as OpenFGA's validator names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelErrorKind {
+    Syntax,
+    InvalidSchema,
+    InvalidType,
+    DuplicatedError,
+}
+
+impl ModelErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelErrorKind::Syntax => "syntax-error",
+            ModelErrorKind::InvalidSchema => "invalid-schema",
+            ModelErrorKind::InvalidType => "invalid-type",
+            ModelErrorKind::DuplicatedError => "duplicated-error",
+        }
+    }
+}
+
+/// One problem in a model, with where it is (0-based line, columns `start..end`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{line}:{column}: {message}")]
+pub struct ModelError {
+    pub kind: ModelErrorKind,
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+    pub column_end: usize,
+}
+
+impl ModelError {
+    pub fn new(
+        kind: ModelErrorKind,
+        message: impl Into<String>,
+        line: usize,
+        column: usize,
+        column_end: usize,
+    ) -> Self {
+        ModelError {
+            kind,
+            message: message.into(),
+            line,
+            column,
+            column_end,
+        }
+    }
+}
