@@ -200,76 +200,110 @@ fn run_file(root: &Path, rel: &str, known: &KnownDifferences) -> anyhow::Result<
                     Err(format!("write refused: {e}")),
                 );
             }
-            let engine = Engine::new(model, &store);
-            for (i, a) in stage.check_assertions.iter().enumerate() {
-                let req = CheckRequest {
-                    user: a.tuple.user.clone(),
-                    relation: a.tuple.relation.clone(),
-                    object: a.tuple.object.clone(),
-                    context: a.context.clone(),
-                    contextual_tuples: a.contextual_tuples.keys(),
-                    explain: false,
-                };
-                let got = engine.check(&req).map(|r| r.allowed);
-                report.record(
+            run_assertions(&mut report, known, model, &store, stage, &[], &|kind, i| {
+                case(kind, i)
+            });
+            // OpenFGA's harness also replays one-stage tests with every tuple sent as a
+            // contextual tuple instead of stored.
+            if test.stages.len() == 1 {
+                let empty = TupleStore::new();
+                run_assertions(
+                    &mut report,
                     known,
-                    &case("check", i),
-                    compare(got, a.expectation, a.error_code),
-                );
-            }
-            for (i, a) in stage.list_objects_assertions.iter().enumerate() {
-                let req = ListObjectsRequest {
-                    user: a.request.user.clone(),
-                    relation: a.request.relation.clone(),
-                    object_type: a.request.object_type.clone(),
-                    context: a.context.clone(),
-                    contextual_tuples: a.contextual_tuples.keys(),
-                };
-                let got = engine.list_objects(&req).map(sorted);
-                let expected = Some(sorted(a.expectation.clone().unwrap_or_default()));
-                let mut outcome = compare(got.clone(), expected, a.error_code);
-                // Every object listed must also pass Check.
-                if outcome.is_ok() {
-                    for obj in got.unwrap_or_default() {
-                        let c = CheckRequest {
-                            user: req.user.clone(),
-                            relation: req.relation.clone(),
-                            object: obj.clone(),
-                            context: req.context.clone(),
-                            contextual_tuples: req.contextual_tuples.clone(),
-                            explain: false,
-                        };
-                        if !matches!(engine.check(&c), Ok(r) if r.allowed) {
-                            outcome = Err(format!("listed {obj} but Check denies it"));
-                        }
-                    }
-                }
-                report.record(known, &case("list_objects", i), outcome);
-            }
-            for (i, a) in stage.list_users_assertions.iter().enumerate() {
-                let req = ListUsersRequest {
-                    object: a.request.object.clone(),
-                    relation: a.request.relation.clone(),
-                    user_filters: a
-                        .request
-                        .filters
-                        .iter()
-                        .map(|f| UserFilter::parse(f))
-                        .collect(),
-                    context: a.context.clone(),
-                    contextual_tuples: a.contextual_tuples.keys(),
-                };
-                let got = engine.list_users(&req).map(sorted);
-                let expected = Some(sorted(a.expectation.clone().unwrap_or_default()));
-                report.record(
-                    known,
-                    &case("list_users", i),
-                    compare(got, expected, a.error_code),
+                    model,
+                    &empty,
+                    stage,
+                    &writes,
+                    &|kind, i| format!("{} (contextual)", case(kind, i)),
                 );
             }
         }
     }
     Ok(report.finish())
+}
+
+/// Runs one stage's assertions against `store` (plus `extra` contextual tuples).
+fn run_assertions(
+    report: &mut FileReport,
+    known: &KnownDifferences,
+    model: &Model,
+    store: &TupleStore,
+    stage: &Stage,
+    extra: &[TupleKey],
+    case: &dyn Fn(&str, usize) -> String,
+) {
+    let engine = Engine::new(model, store);
+    let with_extra = |t: &Tuples| {
+        let mut v = t.keys();
+        v.extend(extra.iter().cloned());
+        v
+    };
+    for (i, a) in stage.check_assertions.iter().enumerate() {
+        let req = CheckRequest {
+            user: a.tuple.user.clone(),
+            relation: a.tuple.relation.clone(),
+            object: a.tuple.object.clone(),
+            context: a.context.clone(),
+            contextual_tuples: with_extra(&a.contextual_tuples),
+            explain: false,
+        };
+        let got = engine.check(&req).map(|r| r.allowed);
+        report.record(
+            known,
+            &case("check", i),
+            compare(got, a.expectation, a.error_code),
+        );
+    }
+    for (i, a) in stage.list_objects_assertions.iter().enumerate() {
+        let req = ListObjectsRequest {
+            user: a.request.user.clone(),
+            relation: a.request.relation.clone(),
+            object_type: a.request.object_type.clone(),
+            context: a.context.clone(),
+            contextual_tuples: with_extra(&a.contextual_tuples),
+        };
+        let got = engine.list_objects(&req).map(sorted);
+        let expected = Some(sorted(a.expectation.clone().unwrap_or_default()));
+        let mut outcome = compare(got.clone(), expected, a.error_code);
+        // Every object listed must also pass Check.
+        if outcome.is_ok() {
+            for obj in got.unwrap_or_default() {
+                let c = CheckRequest {
+                    user: req.user.clone(),
+                    relation: req.relation.clone(),
+                    object: obj.clone(),
+                    context: req.context.clone(),
+                    contextual_tuples: req.contextual_tuples.clone(),
+                    explain: false,
+                };
+                if !matches!(engine.check(&c), Ok(r) if r.allowed) {
+                    outcome = Err(format!("listed {obj} but Check denies it"));
+                }
+            }
+        }
+        report.record(known, &case("list_objects", i), outcome);
+    }
+    for (i, a) in stage.list_users_assertions.iter().enumerate() {
+        let req = ListUsersRequest {
+            object: a.request.object.clone(),
+            relation: a.request.relation.clone(),
+            user_filters: a
+                .request
+                .filters
+                .iter()
+                .map(|f| UserFilter::parse(f))
+                .collect(),
+            context: a.context.clone(),
+            contextual_tuples: with_extra(&a.contextual_tuples),
+        };
+        let got = engine.list_users(&req).map(sorted);
+        let expected = Some(sorted(a.expectation.clone().unwrap_or_default()));
+        report.record(
+            known,
+            &case("list_users", i),
+            compare(got, expected, a.error_code),
+        );
+    }
 }
 
 #[test]
