@@ -562,8 +562,10 @@ impl Expr<'_> {
     }
 
     /// expr := term (('or' term)+ | ('and' term)+ | 'but not' term)?
-    fn expr(&mut self, top: bool) -> Result<Userset, ModelError> {
-        let first = self.term(top)?;
+    /// `allow_direct`: whether `[...]` may open this expression (it may only come first
+    /// on the line, possibly inside leading parentheses).
+    fn expr(&mut self, allow_direct: bool) -> Result<Userset, ModelError> {
+        let first = self.term(allow_direct)?;
         let mut op = None;
         let mut children = vec![first];
         loop {
@@ -617,7 +619,7 @@ impl Expr<'_> {
             return Ok(Userset::This(Empty {}));
         }
         if self.eat("(") {
-            let inner = self.expr(false)?;
+            let inner = self.expr(allow_direct)?;
             if !self.eat(")") {
                 return Err(self.error("expected `)`", self.pos, self.pos + 1));
             }

@@ -6,10 +6,12 @@
 
 pub mod dsl;
 pub mod error;
+pub mod print;
 pub mod schema;
 
 pub use dsl::{ParsedDsl, parse_dsl, parse_dsl_file};
 pub use error::{ModelError, ModelErrorKind};
+pub use print::to_dsl;
 pub use schema::{
     AuthorizationModel, Condition, ConditionParamType, Metadata, RelationMetadata,
     RelationReference, TypeDefinition, TypeName, Userset,
@@ -22,4 +24,9 @@ pub fn parse_json(src: &str) -> Result<AuthorizationModel, ModelError> {
         let col = e.column().saturating_sub(1);
         ModelError::new(ModelErrorKind::Syntax, e.to_string(), line, col, col + 1)
     })
+}
+
+/// Prints the JSON form of a model (pretty).
+pub fn to_json(model: &AuthorizationModel) -> String {
+    serde_json::to_string_pretty(model).unwrap_or_default()
 }

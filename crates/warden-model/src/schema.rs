@@ -13,7 +13,7 @@ pub struct AuthorizationModel {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub schema_version: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub type_definitions: Vec<TypeDefinition>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub conditions: IndexMap<String, Condition>,
