@@ -10,6 +10,15 @@ pub enum ModelErrorKind {
     InvalidSchema,
     InvalidType,
     DuplicatedError,
+    ReservedTypeKeywords,
+    ReservedRelationKeywords,
+    MissingDefinition,
+    InvalidRelationType,
+    InvalidRelationOnTupleset,
+    TupleusersetNotDirect,
+    ConditionNotDefined,
+    ConditionNotUsed,
+    RelationNoEntryPoint,
 }
 
 impl ModelErrorKind {
@@ -19,6 +28,15 @@ impl ModelErrorKind {
             ModelErrorKind::InvalidSchema => "invalid-schema",
             ModelErrorKind::InvalidType => "invalid-type",
             ModelErrorKind::DuplicatedError => "duplicated-error",
+            ModelErrorKind::ReservedTypeKeywords => "reserved-type-keywords",
+            ModelErrorKind::ReservedRelationKeywords => "reserved-relation-keywords",
+            ModelErrorKind::MissingDefinition => "missing-definition",
+            ModelErrorKind::InvalidRelationType => "invalid-relation-type",
+            ModelErrorKind::InvalidRelationOnTupleset => "invalid-relation-on-tupleset",
+            ModelErrorKind::TupleusersetNotDirect => "tupleuserset-not-direct",
+            ModelErrorKind::ConditionNotDefined => "condition-not-defined",
+            ModelErrorKind::ConditionNotUsed => "condition-not-used",
+            ModelErrorKind::RelationNoEntryPoint => "relation-no-entry-point",
         }
     }
 }

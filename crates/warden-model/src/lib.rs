@@ -8,6 +8,7 @@ pub mod dsl;
 pub mod error;
 pub mod print;
 pub mod schema;
+pub mod validate;
 
 pub use dsl::{ParsedDsl, parse_dsl, parse_dsl_file};
 pub use error::{ModelError, ModelErrorKind};
