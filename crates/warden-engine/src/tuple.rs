@@ -98,6 +98,11 @@ pub fn parse_object(s: &str) -> Result<ObjectStr<'_>, EngineError> {
     if s.contains('#') || s.chars().any(char::is_whitespace) {
         return Err(bad("contains `#` or whitespace"));
     }
+    if !warden_model::validate::valid_object_id(id) {
+        return Err(bad(
+            "an object id may hold only letters, digits and `_ | * @ . + / -`, and not start with `*`",
+        ));
+    }
     Ok(ObjectStr { type_name, id })
 }
 
@@ -128,6 +133,9 @@ pub fn parse_user(s: &str) -> Result<UserStr<'_>, EngineError> {
             object: ObjectStr { type_name, id },
             relation,
         }),
+        _ if id != "*" && !warden_model::validate::valid_object_id(id) => Err(bad(
+            "an id may hold only letters, digits and `_ | * @ . + / -`, and not start with `*`",
+        )),
         None if id == "*" => Ok(UserStr::Wildcard { type_name }),
         None => Ok(UserStr::Object(ObjectStr { type_name, id })),
     }

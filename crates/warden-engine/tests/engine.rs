@@ -295,3 +295,59 @@ fn expand_shows_one_level_of_the_userset_tree() {
         }
     );
 }
+
+#[test]
+fn context_of_the_wrong_type_is_a_validation_error_not_a_false() {
+    let schema = warden_model::parse_dsl(
+        "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define viewer: [user with in_net]\ncondition in_net(ip: ipaddress, cidr: string, n: int) {\n  ip.in_cidr(cidr) && n < 3\n}\n",
+    )
+    .unwrap();
+    let m = Model::new(schema).unwrap();
+    let mut s = TupleStore::new();
+    let mut tk = t("user:anne", "viewer", "doc:1");
+    tk.condition = Some(warden_engine::tuple::TupleCondition {
+        name: "in_net".into(),
+        context: Some(json!({"cidr": "10.0.0.0/8"}).as_object().cloned().unwrap()),
+    });
+    s.write(&m, &[tk], &[]).unwrap();
+    let e = Engine::new(&m, &s);
+    let run = |ctx: serde_json::Value| {
+        let mut req = CheckRequest::new("user:anne", "viewer", "doc:1");
+        req.context = ctx.as_object().cloned().unwrap();
+        e.check(&req).map(|r| r.allowed).map_err(|e| e.code())
+    };
+    assert_eq!(run(json!({"ip": "10.1.2.3", "n": 1})), Ok(true));
+    assert_eq!(run(json!({"ip": "192.168.0.1", "n": 1})), Ok(false));
+    for bad in [
+        json!({"ip": "not-an-ip", "n": 1}),
+        json!({"ip": 17, "n": 1}),
+        json!({"ip": "10.1.2.3", "n": "one"}),
+        json!({"ip": "10.1.2.3", "n": 1.5}),
+        json!({"ip": "10.1.2.3"}),
+    ] {
+        assert_eq!(run(bad.clone()), Err(ErrorCode::Validation), "{bad}");
+    }
+}
+
+#[test]
+fn malformed_tuples_are_refused_and_never_stored() {
+    let m = model();
+    let mut s = TupleStore::new();
+    for (user, rel, obj) in [
+        ("user:anne", "viewer", "doc:a b"),
+        ("user:anne", "viewer", "doc:a,b"),
+        ("user:anne", "viewer", "doc:*"),
+        ("user:anne", "viewer", "doc:"),
+        ("user:", "viewer", "doc:1"),
+        ("user:anne#", "viewer", "doc:1"),
+        ("user:*#member", "viewer", "doc:1"),
+        ("", "viewer", "doc:1"),
+        ("user:anne", "", "doc:1"),
+    ] {
+        assert!(
+            s.write(&m, &[t(user, rel, obj)], &[]).is_err(),
+            "{obj}#{rel}@{user} accepted"
+        );
+    }
+    assert_eq!(s.len(), 0);
+}

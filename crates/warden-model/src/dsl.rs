@@ -21,8 +21,19 @@ pub struct ParsedDsl {
     pub model: AuthorizationModel,
     /// `module NAME` of a modular file.
     pub module: Option<String>,
-    /// Types declared with `extend type` (modular files only).
-    pub extended_types: Vec<String>,
+    /// Types declared with `extend type` (modular files only), in file order.
+    pub extended_types: Vec<Named>,
+    /// Where each `type` / `condition` of the file is declared, in file order.
+    pub declared_types: Vec<Named>,
+    pub declared_conditions: Vec<Named>,
+}
+
+/// A name and where it sits in the source (0-based line, start column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub name: String,
+    pub line: usize,
+    pub column: usize,
 }
 
 /// Parses a DSL model into its JSON form.
@@ -46,7 +57,7 @@ struct Parser<'a> {
 
 /// A line with its comment removed: `#` starts a comment at the start of a line or
 /// after whitespace (`group#member` is not a comment).
-fn strip_comment(line: &str) -> &str {
+pub(crate) fn strip_comment(line: &str) -> &str {
     let bytes = line.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {
         if b == b'#' && (i == 0 || bytes[i - 1].is_ascii_whitespace()) {
@@ -105,9 +116,19 @@ impl<'a> Parser<'a> {
         };
         let head = line.trim();
         let col = indent(line);
+        if head == "module" {
+            return Err(err(
+                ModelErrorKind::Syntax,
+                "expected a module name after `module`",
+                ln,
+                col + 6,
+                col + 7,
+            ));
+        }
         if let Some(name) = head.strip_prefix("module ") {
-            out.module = Some(name.trim().to_string());
-            out.model.schema_version = "1.2".into();
+            let name = name.trim();
+            check_ident(name, ln, col + "module ".len())?;
+            out.module = Some(name.to_string());
             self.advance_past(ln);
         } else if head == "model" {
             self.advance_past(ln);
@@ -123,11 +144,11 @@ impl<'a> Parser<'a> {
             let words: Vec<&str> = sline.split_whitespace().collect();
             match words.as_slice() {
                 ["schema", v] => {
-                    if *v != "1.1" {
+                    if *v != "1.1" && *v != "1.2" {
                         let c = sline.find(v).unwrap_or(0);
                         return Err(err(
                             ModelErrorKind::InvalidSchema,
-                            format!("unsupported schema version `{v}`, expected `1.1`"),
+                            format!("unsupported schema version `{v}`, expected `1.1` or `1.2`"),
                             sl,
                             c,
                             c + v.len(),
@@ -160,14 +181,34 @@ impl<'a> Parser<'a> {
             let head = line.trim_start();
             let col = indent(line);
             if let Some(rest) = head.strip_prefix("extend type ") {
-                let name = rest.trim();
-                out.extended_types.push(name.to_string());
+                let name = strip_comment(rest).trim();
+                let ncol = col + "extend type ".len();
+                if out.module.is_none() {
+                    return Err(err(
+                        ModelErrorKind::Syntax,
+                        "extend can only be used in a modular model",
+                        ln,
+                        ncol,
+                        ncol + name.len(),
+                    ));
+                }
+                check_ident(name, ln, ncol)?;
+                out.extended_types.push(Named {
+                    name: name.to_string(),
+                    line: ln,
+                    column: ncol,
+                });
                 self.advance_past(ln);
                 let td = self.type_body(name, ln, col + 12)?;
                 out.model.type_definitions.push(td);
             } else if let Some(rest) = head.strip_prefix("type ") {
-                let name = rest.trim();
+                let name = strip_comment(rest).trim();
                 check_ident(name, ln, col + 5)?;
+                out.declared_types.push(Named {
+                    name: name.to_string(),
+                    line: ln,
+                    column: col + 5,
+                });
                 self.advance_past(ln);
                 let td = self.type_body(name, ln, col + 5)?;
                 out.model.type_definitions.push(td);
@@ -182,6 +223,11 @@ impl<'a> Parser<'a> {
                         col + 10 + c.name.len(),
                     ));
                 }
+                out.declared_conditions.push(Named {
+                    name: c.name.clone(),
+                    line: ln,
+                    column: col + 10,
+                });
                 out.model.conditions.insert(c.name.clone(), c);
             } else {
                 let w = head.split_whitespace().next().unwrap_or("");
@@ -222,12 +268,17 @@ impl<'a> Parser<'a> {
             };
             let base = indent(dline) + 7;
             let Some((rel, expr)) = rest.split_once(':') else {
+                // Point at what stands where the `:` should be.
+                let name_len = rest.split_whitespace().next().map_or(0, str::len);
+                let after = &rest[name_len..];
+                let c = base + name_len + (after.len() - after.trim_start().len());
+                let w = after.split_whitespace().next().map_or(1, str::len);
                 return Err(err(
                     ModelErrorKind::Syntax,
                     "expected `:` after the relation name",
                     dl,
-                    base,
-                    dline.len(),
+                    c,
+                    c + w,
                 ));
             };
             let rel_name = rel.trim();
@@ -248,6 +299,7 @@ impl<'a> Parser<'a> {
                 line: dl,
                 col0: expr_col,
                 direct: Vec::new(),
+                depth: 0,
             };
             let userset = ex.relation_def()?;
             let direct = std::mem::take(&mut ex.direct);
@@ -304,16 +356,37 @@ impl<'a> Parser<'a> {
                 ));
             };
             let tcol = pcol + pname.len() + 1 + (ptype.len() - ptype.trim_start().len());
-            let t = parse_param_type(ptype.trim()).ok_or_else(|| {
+            let ptype = ptype.trim();
+            let t = parse_param_type(ptype).ok_or_else(|| {
+                // Point where the type goes wrong: inside `<...>`, or just after a
+                // `list` / `map` that lacks one.
+                let (c, e) = match ptype.find('<') {
+                    Some(i) => (tcol + i + 1, tcol + ptype.len() - 1),
+                    None if matches!(ptype, "list" | "map") => {
+                        (tcol + ptype.len(), tcol + ptype.len() + 1)
+                    }
+                    None => (tcol, tcol + ptype.len()),
+                };
                 err(
                     ModelErrorKind::InvalidType,
-                    format!("unknown condition parameter type `{}`", ptype.trim()),
+                    format!("unknown condition parameter type `{ptype}`"),
                     ln,
-                    tcol,
-                    tcol + ptype.trim().len(),
+                    c,
+                    e,
                 )
             })?;
-            parameters.insert(pname.trim().to_string(), t);
+            let pname_t = pname.trim();
+            if parameters.contains_key(pname_t) {
+                let c = pcol + (pname.len() - pname.trim_start().len());
+                return Err(err(
+                    ModelErrorKind::Syntax,
+                    format!("parameter '{pname_t}' is already defined in the condition '{name}'"),
+                    ln,
+                    c,
+                    c + pname_t.len(),
+                ));
+            }
+            parameters.insert(pname_t.to_string(), t);
             pcol += p.len() + 1;
         }
         // The body: from the first `{` after `)` to its matching `}`, skipping strings.
@@ -449,12 +522,18 @@ fn check_ident(name: &str, line: usize, col: usize) -> Result<(), ModelError> {
 }
 
 /// Recursive-descent parser for one relation expression.
+/// How deep parentheses may nest in one relation definition (bounds recursion on
+/// hostile input).
+const MAX_NESTING: usize = 32;
+
 struct Expr<'a> {
     src: &'a str,
     pos: usize,
     line: usize,
     col0: usize,
     direct: Vec<RelationReference>,
+    /// How many parentheses enclose the current position.
+    depth: usize,
 }
 
 #[derive(PartialEq, Clone, Copy, Debug)]
@@ -574,7 +653,13 @@ impl Expr<'_> {
                 self.pos = save;
                 break;
             };
-            let op_start = save;
+            // Point where OpenFGA's parser does: at the whitespace before the operator
+            // on the top level, at the operator itself inside parentheses.
+            let op_start = if self.depth == 0 {
+                self.src[..save].trim_end().len()
+            } else {
+                save + (self.src[save..].len() - self.src[save..].trim_start().len())
+            };
             match op {
                 None => op = Some(next),
                 Some(prev) if prev == next && prev != Op::ButNot => {}
@@ -619,12 +704,32 @@ impl Expr<'_> {
             return Ok(Userset::This(Empty {}));
         }
         if self.eat("(") {
+            if self.depth >= MAX_NESTING {
+                return Err(self.error(
+                    format!("parentheses nested deeper than {MAX_NESTING}"),
+                    start,
+                    start + 1,
+                ));
+            }
+            self.depth += 1;
             let inner = self.expr(allow_direct)?;
+            self.depth -= 1;
             if !self.eat(")") {
                 return Err(self.error("expected `)`", self.pos, self.pos + 1));
             }
             return Ok(inner);
         }
+        if self.op().is_some() {
+            return Err(self.error(
+                format!(
+                    "expected a relation, found `{}`",
+                    &self.src[start..self.pos]
+                ),
+                start,
+                self.pos,
+            ));
+        }
+        self.pos = start;
         let Some((_, name)) = self.ident() else {
             let end = (start + 1).min(self.src.len().max(start + 1));
             return Err(self.error("expected a relation, `[...]` or `(`", start, end));

@@ -19,6 +19,10 @@ pub enum ModelErrorKind {
     ConditionNotDefined,
     ConditionNotUsed,
     RelationNoEntryPoint,
+    InvalidName,
+    SchemaVersionRequired,
+    DifferentNestedConditionName,
+    MultipleModulesInFile,
 }
 
 impl ModelErrorKind {
@@ -37,19 +41,25 @@ impl ModelErrorKind {
             ModelErrorKind::ConditionNotDefined => "condition-not-defined",
             ModelErrorKind::ConditionNotUsed => "condition-not-used",
             ModelErrorKind::RelationNoEntryPoint => "relation-no-entry-point",
+            ModelErrorKind::InvalidName => "invalid-name",
+            ModelErrorKind::SchemaVersionRequired => "schema-version-required",
+            ModelErrorKind::DifferentNestedConditionName => "different-nested-condition-name",
+            ModelErrorKind::MultipleModulesInFile => "multiple-modules-in-file",
         }
     }
 }
 
 /// One problem in a model, with where it is (0-based line, columns `start..end`).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{line}:{column}: {message}")]
+#[error("{}{}:{}: {message}", file.as_deref().map(|f| format!("{f}:")).unwrap_or_default(), line + 1, column + 1)]
 pub struct ModelError {
     pub kind: ModelErrorKind,
     pub message: String,
     pub line: usize,
     pub column: usize,
     pub column_end: usize,
+    /// The file the error is in, for models combined from several files.
+    pub file: Option<String>,
 }
 
 impl ModelError {
@@ -66,6 +76,13 @@ impl ModelError {
             line,
             column,
             column_end,
+            file: None,
         }
+    }
+
+    /// The same error, placed in `file`.
+    pub fn in_file(mut self, file: &str) -> Self {
+        self.file = Some(file.to_string());
+        self
     }
 }

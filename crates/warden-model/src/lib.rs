@@ -6,13 +6,14 @@
 
 pub mod dsl;
 pub mod error;
+pub mod module;
 pub mod print;
 pub mod schema;
 pub mod validate;
 
-pub use dsl::{ParsedDsl, parse_dsl, parse_dsl_file};
+pub use dsl::{Named, ParsedDsl, parse_dsl, parse_dsl_file};
 pub use error::{ModelError, ModelErrorKind};
-pub use print::to_dsl;
+pub use print::{to_dsl, try_to_dsl};
 pub use schema::{
     AuthorizationModel, Condition, ConditionParamType, Metadata, RelationMetadata,
     RelationReference, TypeDefinition, TypeName, Userset,
@@ -30,4 +31,21 @@ pub fn parse_json(src: &str) -> Result<AuthorizationModel, ModelError> {
 /// Prints the JSON form of a model (pretty).
 pub fn to_json(model: &AuthorizationModel) -> String {
     serde_json::to_string_pretty(model).unwrap_or_default()
+}
+
+/// Every problem in one DSL file: its syntax error (or types extended twice), or else
+/// all semantic errors, in source order.
+pub fn validate_dsl(src: &str) -> Vec<ModelError> {
+    let parsed = match parse_dsl_file(src) {
+        Ok(p) => p,
+        Err(e) => return vec![e],
+    };
+    // Like a syntax error, a repeated extension stops before semantic validation.
+    let repeated = module::duplicate_extensions(&parsed);
+    if !repeated.is_empty() {
+        return repeated;
+    }
+    let mut errors = validate::validate_all(&parsed.model, Some(src));
+    errors.sort_by_key(|e| (e.line, e.column));
+    errors
 }

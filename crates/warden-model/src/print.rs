@@ -3,7 +3,42 @@
 
 use std::fmt::Write;
 
+use crate::error::{ModelError, ModelErrorKind};
 use crate::schema::{AuthorizationModel, ConditionParamType, RelationReference, Userset};
+
+/// Prints a model in the DSL, or explains which relation the DSL cannot express (a
+/// direct assignment `[...]` nested inside an operator rather than at its top level).
+pub fn try_to_dsl(model: &AuthorizationModel) -> Result<String, ModelError> {
+    fn nested_this(u: &Userset, depth: usize) -> bool {
+        match u {
+            Userset::This(_) => depth > 1,
+            Userset::Union(c) | Userset::Intersection(c) => {
+                c.child.iter().any(|c| nested_this(c, depth + 1))
+            }
+            Userset::Difference(d) => {
+                nested_this(&d.base, depth + 1) || nested_this(&d.subtract, depth + 2)
+            }
+            _ => false,
+        }
+    }
+    for td in &model.type_definitions {
+        for (name, rewrite) in &td.relations {
+            if nested_this(rewrite, 0) {
+                return Err(ModelError::new(
+                    ModelErrorKind::Syntax,
+                    format!(
+                        "the '{name}' relation definition under the '{}' type is not supported by the OpenFGA DSL syntax yet",
+                        td.type_name
+                    ),
+                    0,
+                    0,
+                    0,
+                ));
+            }
+        }
+    }
+    Ok(to_dsl(model))
+}
 
 /// Prints a model in the DSL.
 pub fn to_dsl(model: &AuthorizationModel) -> String {
@@ -64,9 +99,13 @@ fn reference(r: &RelationReference) -> String {
 }
 
 fn expr(u: &Userset, direct: &[RelationReference], top: bool) -> String {
+    // The DSL writes a direct assignment first among its siblings; union and
+    // intersection do not depend on order.
     let join = |children: &[Userset], op: &str| {
-        children
-            .iter()
+        let (this, rest): (Vec<&Userset>, Vec<&Userset>) =
+            children.iter().partition(|c| matches!(c, Userset::This(_)));
+        this.into_iter()
+            .chain(rest)
             .map(|c| expr(c, direct, false))
             .collect::<Vec<_>>()
             .join(op)

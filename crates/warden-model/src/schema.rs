@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct AuthorizationModel {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    #[serde(default)]
     pub schema_version: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub type_definitions: Vec<TypeDefinition>,

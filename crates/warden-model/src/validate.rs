@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::dsl::strip_comment;
 use crate::error::{ModelError, ModelErrorKind};
 use crate::schema::{AuthorizationModel, TypeDefinition, Userset};
 
@@ -20,11 +21,32 @@ pub fn validate(model: &AuthorizationModel, src: Option<&str>) -> Result<(), Mod
 
 /// All semantic errors, in source order.
 pub fn validate_all(model: &AuthorizationModel, src: Option<&str>) -> Vec<ModelError> {
-    let loc = Locator::new(src.unwrap_or(""));
+    validate_located(model, &Locator::new(src.unwrap_or("")))
+}
+
+/// All semantic errors, placed with `loc` (which may span several files).
+pub(crate) fn validate_located(model: &AuthorizationModel, loc: &Locator<'_>) -> Vec<ModelError> {
+    semantic_errors(model, loc)
+        .into_iter()
+        .map(|e| loc.place(e))
+        .collect()
+}
+
+fn semantic_errors(model: &AuthorizationModel, loc: &Locator<'_>) -> Vec<ModelError> {
     let mut errors = Vec::new();
     let mut e = |kind: ModelErrorKind, msg: String, pos: (usize, usize, usize)| {
         errors.push(ModelError::new(kind, msg, pos.0, pos.1, pos.2));
     };
+    if model.schema_version.is_empty() {
+        // A module file on its own: nothing more can be checked until it is combined.
+        return vec![ModelError::new(
+            ModelErrorKind::SchemaVersionRequired,
+            "schema version required",
+            0,
+            0,
+            0,
+        )];
+    }
     if model.schema_version != "1.1" && model.schema_version != "1.2" {
         e(
             ModelErrorKind::InvalidSchema,
@@ -48,6 +70,13 @@ pub fn validate_all(model: &AuthorizationModel, src: Option<&str>) -> Vec<ModelE
                 loc.type_pos(t),
             );
         }
+        if !valid_name(t, 254) {
+            e(
+                ModelErrorKind::InvalidName,
+                format!("type '{t}' does not match naming rule: '^[^:#@\\*\\s]{{1,254}}$'."),
+                loc.type_pos(t),
+            );
+        }
         if !seen_types.insert(t) {
             e(
                 ModelErrorKind::DuplicatedError,
@@ -60,6 +89,15 @@ pub fn validate_all(model: &AuthorizationModel, src: Option<&str>) -> Vec<ModelE
                 e(
                     ModelErrorKind::ReservedRelationKeywords,
                     "a relation cannot be named 'self' or 'this'.".into(),
+                    loc.define_pos(t, r),
+                );
+            }
+            if !valid_name(r, 50) {
+                e(
+                    ModelErrorKind::InvalidName,
+                    format!(
+                        "relation '{r}' of type '{t}' does not match naming rule: '^[^:#@\\*\\s]{{1,50}}$'."
+                    ),
                     loc.define_pos(t, r),
                 );
             }
@@ -112,10 +150,20 @@ pub fn validate_all(model: &AuthorizationModel, src: Option<&str>) -> Vec<ModelE
                     }
                 }
             }
-            check_rewrite(model, &types, td, rewrite, &loc, line, &mut e);
+            check_rewrite(model, &types, td, rewrite, loc, line, &mut e);
         }
     }
-    for name in model.conditions.keys() {
+    for (name, c) in &model.conditions {
+        if *name != c.name {
+            e(
+                ModelErrorKind::DifferentNestedConditionName,
+                format!(
+                    "condition key is `{name}` but nested name property is {}",
+                    c.name
+                ),
+                loc.condition_pos(name),
+            );
+        }
         if !used_conditions.contains(name.as_str()) {
             e(
                 ModelErrorKind::ConditionNotUsed,
@@ -124,13 +172,57 @@ pub fn validate_all(model: &AuthorizationModel, src: Option<&str>) -> Vec<ModelE
             );
         }
     }
+    // A file of a modular model holds one module: the JSON must not claim otherwise.
+    let mut modules: indexmap::IndexMap<String, Vec<String>> = indexmap::IndexMap::new();
+    let mut note = |file: Option<&str>, module: Option<&str>| {
+        if let (Some(f), Some(m)) = (file, module) {
+            let list = modules.entry(f.to_string()).or_default();
+            if !list.iter().any(|x| x == m) {
+                list.push(m.to_string());
+            }
+        }
+    };
+    for td in &model.type_definitions {
+        let Some(meta) = &td.metadata else { continue };
+        let tfile = meta.source_info.as_ref().map(|s| s.file.as_str());
+        note(tfile, meta.module.as_deref());
+        for rm in meta.relations.values() {
+            let file = rm.source_info.as_ref().map(|s| s.file.as_str()).or(tfile);
+            note(file, rm.module.as_deref().or(meta.module.as_deref()));
+        }
+    }
+    for c in model.conditions.values() {
+        if let Some(m) = &c.metadata {
+            note(
+                m.source_info.as_ref().map(|s| s.file.as_str()),
+                m.module.as_deref(),
+            );
+        }
+    }
+    for (file, list) in &modules {
+        if list.len() > 1 {
+            e(
+                ModelErrorKind::MultipleModulesInFile,
+                format!(
+                    "file {file} would contain multiple module definitions ({}) when transforming to DSL. Only one module can be defined per file.",
+                    list.join(", ")
+                ),
+                (0, 0, 0),
+            );
+        }
+    }
     if errors.is_empty() {
-        for (t, r) in without_entry_point(model, &types) {
+        for (t, r, looped) in without_entry_point(model, &types) {
+            let why = if looped {
+                "potential loop"
+            } else {
+                "no entrypoint"
+            };
             errors.push({
                 let p = loc.define_pos(t, r);
                 ModelError::new(
                     ModelErrorKind::RelationNoEntryPoint,
-                    format!("`{r}` is an impossible relation for `{t}` (no entrypoint)."),
+                    format!("`{r}` is an impossible relation for `{t}` ({why})."),
                     p.0,
                     p.1,
                     p.2,
@@ -168,17 +260,27 @@ fn check_rewrite(
             let phrase = format!("{cr} from {ts}");
             match td.relations.get(ts) {
                 None => e(
-                    ModelErrorKind::MissingDefinition,
-                    format!("the relation `{ts}` does not exist."),
-                    loc.word_in(line, ts),
+                    ModelErrorKind::InvalidRelationType,
+                    format!("`{ts}` is not a valid relation for `{}`.", td.type_name),
+                    loc.phrase_in(line, &phrase),
                 ),
                 Some(Userset::This(_)) => {
-                    let parents: Vec<&str> = td
-                        .directly_related(ts)
+                    let restrictions = td.directly_related(ts);
+                    if restrictions
                         .iter()
-                        .filter(|r| r.relation.is_none() && !r.is_wildcard())
-                        .map(|r| r.type_name.as_str())
-                        .collect();
+                        .any(|r| r.relation.is_some() || r.is_wildcard())
+                    {
+                        e(
+                            ModelErrorKind::TupleusersetNotDirect,
+                            format!(
+                                "`{ts}` relation used inside from allows only direct relation."
+                            ),
+                            loc.last_word_in(line, ts),
+                        );
+                        return;
+                    }
+                    let parents: Vec<&str> =
+                        restrictions.iter().map(|r| r.type_name.as_str()).collect();
                     let found = parents
                         .iter()
                         .any(|p| types.get(p).is_some_and(|pt| pt.relations.contains_key(cr)));
@@ -203,83 +305,310 @@ fn check_rewrite(
             let _ = model;
         }
         Userset::Union(c) | Userset::Intersection(c) => {
+            let mut seen = HashSet::new();
             for child in &c.child {
+                if let Some(name) = partial_name(child)
+                    && !seen.insert(name.clone())
+                {
+                    duplicate_partial(td, &name, loc, line, e);
+                }
                 check_rewrite(model, types, td, child, loc, line, e);
             }
         }
         Userset::Difference(d) => {
+            if let Some(name) = partial_name(&d.base)
+                && partial_name(&d.subtract).as_ref() == Some(&name)
+            {
+                duplicate_partial(td, &name, loc, line, e);
+            }
             check_rewrite(model, types, td, &d.base, loc, line, e);
             check_rewrite(model, types, td, &d.subtract, loc, line, e);
         }
     }
 }
 
-/// Relations no tuple can ever satisfy: the least fixpoint of "has an entry point".
+/// OpenFGA's naming rule for types (at most 254 characters) and relations (at most 50):
+/// no `:`, `#`, `@`, `*` or whitespace.
+pub fn valid_name(name: &str, max: usize) -> bool {
+    let n = name.chars().count();
+    (1..=max).contains(&n)
+        && !name
+            .chars()
+            .any(|c| matches!(c, ':' | '#' | '@' | '*') || c.is_whitespace())
+}
+
+/// Whether `id` is a valid object id: letters, digits and `_ | * @ . + / -`, not
+/// starting with `*` (so `#`, `:`, commas and whitespace are refused everywhere).
+pub fn valid_object_id(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('*')
+        && id.chars().all(|c| {
+            c.is_alphanumeric() || matches!(c, '_' | '|' | '*' | '@' | '.' | '+' | '/' | '-')
+        })
+}
+
+/// How a leaf of a rewrite reads in the DSL (`viewer`, `viewer from parent`).
+fn partial_name(u: &Userset) -> Option<String> {
+    match u {
+        Userset::Computed(c) => Some(c.relation.clone()),
+        Userset::TupleToUserset(t) => Some(format!(
+            "{} from {}",
+            t.computed_userset.relation, t.tupleset.relation
+        )),
+        _ => None,
+    }
+}
+
+fn duplicate_partial(
+    td: &TypeDefinition,
+    name: &str,
+    loc: &Locator<'_>,
+    line: Option<usize>,
+    e: &mut impl FnMut(ModelErrorKind, String, (usize, usize, usize)),
+) {
+    let rel = line
+        .and_then(|l| loc.lines.get(l))
+        .and_then(|t| t.trim_start().strip_prefix("define "))
+        .and_then(|t| t.split(':').next())
+        .map_or(String::new(), |r| r.trim().to_string());
+    let _ = td;
+    e(
+        ModelErrorKind::DuplicatedError,
+        format!("the partial relation definition `{name}` is a duplicate in the relation `{rel}`."),
+        loc.phrase_in(line, name),
+    );
+}
+
+/// Relations no tuple can ever satisfy, each with whether a loop is to blame.
+///
+/// The walk follows OpenFGA's validator: a relation has an entry point when some path
+/// through its rewrite reaches a concrete type (or wildcard) without revisiting a
+/// relation already on the path. A union needs one child with an entry point; an
+/// intersection and an exclusion need all of theirs (the subtracted part included).
+/// Reaching a relation already on the path through a computed relation marks a loop.
 fn without_entry_point<'m>(
     model: &'m AuthorizationModel,
     types: &HashMap<&str, &'m TypeDefinition>,
-) -> Vec<(&'m str, &'m str)> {
-    let mut entry: HashSet<(&str, &str)> = HashSet::new();
-    loop {
-        let mut changed = false;
-        for td in &model.type_definitions {
-            for (r, u) in &td.relations {
-                let key = (td.type_name.as_str(), r.as_str());
-                if !entry.contains(&key) && has_entry(td, r, u, types, &entry) {
-                    entry.insert(key);
-                    changed = true;
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
+) -> Vec<(&'m str, &'m str, bool)> {
     let mut out = Vec::new();
     for td in &model.type_definitions {
-        for r in td.relations.keys() {
-            if !entry.contains(&(td.type_name.as_str(), r.as_str())) {
-                out.push((td.type_name.as_str(), r.as_str()));
+        let looped = computed_cycles(td);
+        for (r, u) in &td.relations {
+            let t = td.type_name.as_str();
+            if looped.contains(r.as_str()) {
+                out.push((t, r.as_str(), true));
+                continue;
+            }
+            let mut path = HashSet::new();
+            path.insert((t, r.as_str()));
+            let (entry, lp) = entry_or_loop(types, td, r, u, &path);
+            if !entry {
+                out.push((t, r.as_str(), lp));
             }
         }
     }
     out
 }
 
-fn has_entry(
-    td: &TypeDefinition,
-    rel: &str,
-    u: &Userset,
-    types: &HashMap<&str, &TypeDefinition>,
-    entry: &HashSet<(&str, &str)>,
-) -> bool {
+/// Relations of `td` on a cycle of same-object references (`define a: b`, in any
+/// position of a rewrite) where the cycle also accepts direct assignments: OpenFGA
+/// rejects these as potential loops even though a tuple could enter them.
+fn computed_cycles(td: &TypeDefinition) -> HashSet<&str> {
+    fn refs<'a>(u: &'a Userset, out: &mut Vec<&'a str>) {
+        match u {
+            Userset::Computed(c) => out.push(c.relation.as_str()),
+            Userset::Union(c) | Userset::Intersection(c) => {
+                c.child.iter().for_each(|c| refs(c, out));
+            }
+            Userset::Difference(d) => {
+                refs(&d.base, out);
+                refs(&d.subtract, out);
+            }
+            Userset::This(_) | Userset::TupleToUserset(_) => {}
+        }
+    }
+    fn has_this(u: &Userset) -> bool {
+        match u {
+            Userset::This(_) => true,
+            Userset::Union(c) | Userset::Intersection(c) => c.child.iter().any(has_this),
+            Userset::Difference(d) => has_this(&d.base) || has_this(&d.subtract),
+            _ => false,
+        }
+    }
+    let edges: HashMap<&str, Vec<&str>> = td
+        .relations
+        .iter()
+        .map(|(r, u)| {
+            let mut v = Vec::new();
+            refs(u, &mut v);
+            (r.as_str(), v)
+        })
+        .collect();
+    let reach = |from: &str| -> HashSet<&str> {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<&str> = edges.get(from).cloned().unwrap_or_default();
+        while let Some(n) = stack.pop() {
+            if seen.insert(n) {
+                stack.extend(edges.get(n).into_iter().flatten().copied());
+            }
+        }
+        seen
+    };
+    let reachable: HashMap<&str, HashSet<&str>> = edges.keys().map(|r| (*r, reach(r))).collect();
+    let mut out = HashSet::new();
+    for (r, reach_r) in &reachable {
+        if !reach_r.contains(r) {
+            continue;
+        }
+        // The strongly connected component of `r`.
+        let scc: Vec<&str> = reach_r
+            .iter()
+            .copied()
+            .filter(|o| reachable.get(o).is_some_and(|s| s.contains(r)))
+            .collect();
+        if scc
+            .iter()
+            .any(|o| td.relations.get(*o).is_some_and(has_this))
+        {
+            out.insert(*r);
+        }
+    }
+    out
+}
+
+/// (has an entry point, a loop was met) for rewrite `u` of relation `rel` on `td`;
+/// `path` holds the (type, relation) pairs already being resolved.
+fn entry_or_loop<'m>(
+    types: &HashMap<&str, &'m TypeDefinition>,
+    td: &'m TypeDefinition,
+    rel: &'m str,
+    u: &'m Userset,
+    path: &HashSet<(&'m str, &'m str)>,
+) -> (bool, bool) {
+    let t = td.type_name.as_str();
+    let enter = |target: &'m TypeDefinition, r: &'m str, path: &HashSet<(&'m str, &'m str)>| {
+        let Some(ru) = target.relations.get(r) else {
+            return (false, false);
+        };
+        let mut p = path.clone();
+        p.insert((target.type_name.as_str(), r));
+        entry_or_loop(types, target, r, ru, &p)
+    };
     match u {
-        Userset::This(_) => td.directly_related(rel).iter().any(|r| match &r.relation {
-            None => true,
-            Some(ur) => entry.contains(&(r.type_name.as_str(), ur.as_str())),
-        }),
-        Userset::Computed(c) => entry.contains(&(td.type_name.as_str(), c.relation.as_str())),
-        Userset::TupleToUserset(t) => td.directly_related(&t.tupleset.relation).iter().any(|p| {
-            p.relation.is_none()
-                && types.contains_key(p.type_name.as_str())
-                && entry.contains(&(p.type_name.as_str(), t.computed_userset.relation.as_str()))
-        }),
-        Userset::Union(c) => c.child.iter().any(|c| has_entry(td, rel, c, types, entry)),
-        Userset::Intersection(c) => c.child.iter().all(|c| has_entry(td, rel, c, types, entry)),
-        Userset::Difference(d) => has_entry(td, rel, &d.base, types, entry),
+        Userset::This(_) => {
+            for rr in td.directly_related(rel) {
+                let Some(ur) = rr.relation.as_deref() else {
+                    return (true, false);
+                };
+                let Some(target) = types.get(rr.type_name.as_str()) else {
+                    return (false, false);
+                };
+                if !target.relations.contains_key(ur) {
+                    return (false, false);
+                }
+                if path.contains(&(rr.type_name.as_str(), ur)) {
+                    continue;
+                }
+                if enter(target, ur, path).0 {
+                    return (true, false);
+                }
+            }
+            (false, false)
+        }
+        Userset::Computed(c) => {
+            let r = c.relation.as_str();
+            if !td.relations.contains_key(r) {
+                return (false, false);
+            }
+            if path.contains(&(t, r)) {
+                return (false, true);
+            }
+            enter(td, r, path)
+        }
+        Userset::TupleToUserset(ttu) => {
+            let cr = ttu.computed_userset.relation.as_str();
+            for p in td.directly_related(&ttu.tupleset.relation) {
+                let Some(target) = types.get(p.type_name.as_str()) else {
+                    continue;
+                };
+                if !target.relations.contains_key(cr)
+                    || path.contains(&(target.type_name.as_str(), cr))
+                {
+                    continue;
+                }
+                if enter(target, cr, path).0 {
+                    return (true, false);
+                }
+            }
+            (false, false)
+        }
+        Userset::Union(c) => {
+            let mut lp = false;
+            for child in &c.child {
+                let (entry, l) = entry_or_loop(types, td, rel, child, path);
+                if entry {
+                    return (true, false);
+                }
+                lp |= l;
+            }
+            (false, lp)
+        }
+        Userset::Intersection(c) => {
+            for child in &c.child {
+                let (entry, l) = entry_or_loop(types, td, rel, child, path);
+                if !entry {
+                    return (false, l);
+                }
+            }
+            (true, false)
+        }
+        Userset::Difference(d) => {
+            for part in [&d.base, &d.subtract] {
+                let (entry, l) = entry_or_loop(types, td, rel, part, path);
+                if !entry {
+                    return (false, l);
+                }
+            }
+            (true, false)
+        }
     }
 }
 
 /// Finds where names sit in the DSL source (0-based line, column span).
-struct Locator<'a> {
+pub(crate) struct Locator<'a> {
     lines: Vec<&'a str>,
+    /// (first line, file name) of each file, when several are concatenated.
+    files: Vec<(usize, &'a str)>,
 }
 
 impl<'a> Locator<'a> {
     fn new(src: &'a str) -> Self {
         Locator {
             lines: src.lines().collect(),
+            files: Vec::new(),
         }
+    }
+
+    /// A locator over several files, read as if concatenated.
+    pub(crate) fn from_files(files: &[(&'a str, &'a str)]) -> Self {
+        let mut loc = Locator {
+            lines: Vec::new(),
+            files: Vec::new(),
+        };
+        for (name, text) in files {
+            loc.files.push((loc.lines.len(), name));
+            loc.lines.extend(text.lines());
+        }
+        loc
+    }
+
+    /// Turns a line of the concatenation back into (file, line in that file).
+    fn place(&self, mut e: ModelError) -> ModelError {
+        if let Some((start, name)) = self.files.iter().rev().find(|(s, _)| *s <= e.line) {
+            e.line -= start;
+            e.file = Some((*name).to_string());
+        }
+        e
     }
 
     fn words(line: &str) -> impl Iterator<Item = (usize, &str)> {
@@ -304,11 +633,24 @@ impl<'a> Locator<'a> {
         out.into_iter()
     }
 
+    /// The line declaring type `t` (`type t`, else `extend type t`).
     fn type_line(&self, t: &str) -> Option<usize> {
-        self.lines.iter().position(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            matches!(w.as_slice(), ["type", n] | ["extend", "type", n] if *n == t)
-        })
+        let header = |l: &str| -> Option<(bool, bool)> {
+            let w: Vec<&str> = strip_comment(l).split_whitespace().collect();
+            match w.as_slice() {
+                ["type", n] => Some((*n == t, false)),
+                ["extend", "type", n] => Some((*n == t, true)),
+                _ => None,
+            }
+        };
+        self.lines
+            .iter()
+            .position(|l| header(l) == Some((true, false)))
+            .or_else(|| {
+                self.lines
+                    .iter()
+                    .position(|l| header(l) == Some((true, true)))
+            })
     }
 
     fn type_pos(&self, t: &str) -> (usize, usize, usize) {
@@ -317,16 +659,37 @@ impl<'a> Locator<'a> {
     }
 
     fn define_line(&self, t: &str, r: &str) -> Option<usize> {
-        let start = self.type_line(t)?;
-        self.lines
-            .iter()
-            .enumerate()
-            .skip(start + 1)
-            .take_while(|(_, l)| !l.trim_start().starts_with("type "))
-            .find_map(|(i, l)| {
-                let rest = l.trim_start().strip_prefix("define ")?;
-                (rest.split(':').next()?.trim() == r).then_some(i)
-            })
+        let is_header = |l: &str, want: &str| {
+            let w: Vec<&str> = strip_comment(l).split_whitespace().collect();
+            matches!(w.as_slice(), ["type", n] | ["extend", "type", n] if *n == want)
+        };
+        let ends_block = |l: &str| {
+            let l = l.trim_start();
+            l.starts_with("type ")
+                || l.starts_with("extend ")
+                || l.starts_with("condition ")
+                || l.starts_with("module ")
+        };
+        let first = self.type_line(t);
+        let headers = first.into_iter().chain(
+            (0..self.lines.len()).filter(|&i| Some(i) != first && is_header(self.lines[i], t)),
+        );
+        for start in headers {
+            let found = self
+                .lines
+                .iter()
+                .enumerate()
+                .skip(start + 1)
+                .take_while(|(i, l)| !ends_block(l) && !self.files.iter().any(|(s, _)| s == i))
+                .find_map(|(i, l)| {
+                    let rest = l.trim_start().strip_prefix("define ")?;
+                    (rest.split(':').next()?.trim() == r).then_some(i)
+                });
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
     }
 
     fn define_pos(&self, t: &str, r: &str) -> (usize, usize, usize) {
@@ -344,9 +707,11 @@ impl<'a> Locator<'a> {
         self.lines
             .iter()
             .position(|l| {
-                l.trim_start()
-                    .strip_prefix("condition ")
-                    .is_some_and(|r| r.trim_start().starts_with(name))
+                l.trim_start().strip_prefix("condition ").is_some_and(|r| {
+                    r.trim_start()
+                        .strip_prefix(name)
+                        .is_some_and(|rest| rest.trim_start().starts_with('('))
+                })
             })
             .map_or((0, 0, 0), |l| self.find_word(l, name))
     }
@@ -383,7 +748,9 @@ impl<'a> Locator<'a> {
     fn phrase_in(&self, line: Option<usize>, phrase: &str) -> (usize, usize, usize) {
         let Some(l) = line else { return (0, 0, 0) };
         let text = self.lines.get(l).copied().unwrap_or("");
-        text.find(phrase)
-            .map_or((l, 0, 0), |c| (l, c, c + phrase.len()))
+        let colon = text.find(':').map_or(0, |c| c + 1);
+        text[colon..]
+            .find(phrase)
+            .map_or((l, 0, 0), |c| (l, colon + c, colon + c + phrase.len()))
     }
 }

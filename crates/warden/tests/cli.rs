@@ -104,3 +104,99 @@ fn the_shipped_example_passes() {
     let (code, out, err) = warden(&["model", "test", s(&example)]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn validate_prints_every_error_not_just_the_first() {
+    let bad = tmp(
+        "two.fga",
+        "model\n  schema 1.1\n\ntype user\n\ntype doc\n  relations\n    define a: [nosuch]\n    define b: missing\n",
+    );
+    let (code, _, err) = warden(&["model", "validate", s(&bad)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("two.fga:8:16: error[invalid-type]"), "{err}");
+    assert!(
+        err.contains("two.fga:9:15: error[missing-definition]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_and_hostile_input_is_an_error_not_a_crash() {
+    for (name, text) in [
+        ("empty.fga", ""),
+        ("binary.fga", "\u{0}\u{1}\u{fffd}garbage"),
+        (
+            "unclosed.fga",
+            "model\n  schema 1.1\ntype doc\n  relations\n    define v: ([doc\n",
+        ),
+        (
+            "deep.fga",
+            &format!(
+                "model\n  schema 1.1\ntype doc\n  relations\n    define v: [doc] or {}a{}\n    define a: [doc]\n",
+                "(".repeat(5000),
+                ")".repeat(5000)
+            ),
+        ),
+        (
+            "cond.fga",
+            "model\n  schema 1.1\ntype doc\n  relations\n    define v: [doc with c]\ncondition c(x: list<) {\n  x\n}\n",
+        ),
+        (
+            "bad.json",
+            "{\"schema_version\": 1.1, \"type_definitions\": 7}",
+        ),
+    ] {
+        let f = tmp(name, text);
+        let (code, _, err) = warden(&["model", "validate", s(&f)]);
+        assert_eq!(code, 1, "{name}: {err}");
+        assert!(err.contains(name), "{name}: error names the file: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn modular_models_combine_and_place_errors_in_their_files() {
+    let dir = std::env::temp_dir().join(format!("warden-cli-mod-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("team")).unwrap();
+    std::fs::write(
+        dir.join("fga.mod"),
+        "schema: '1.2'\ncontents:\n  - core.fga\n  - team/docs.fga\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("core.fga"), "module core\n\ntype user\n").unwrap();
+    std::fs::write(
+        dir.join("team/docs.fga"),
+        "module docs\n\nextend type user\n  relations\n    define manager: [user]\n\ntype doc\n  relations\n    define viewer: [user] or manager\n",
+    )
+    .unwrap();
+    let m = dir.join("fga.mod");
+    let (code, json, err) = warden(&["model", "transform", s(&m)]);
+    assert_eq!(code, 1, "`manager` is not a relation of doc: {json}");
+    assert!(
+        err.contains("docs.fga:9:30: error[missing-definition]"),
+        "{err}"
+    );
+
+    std::fs::write(
+        dir.join("team/docs.fga"),
+        "module docs\n\nextend type user\n  relations\n    define manager: [user]\n\ntype doc\n  relations\n    define viewer: [user]\n",
+    )
+    .unwrap();
+    let (code, json, err) = warden(&["model", "transform", s(&m)]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["schema_version"], "1.2");
+    assert_eq!(
+        v["type_definitions"][0]["metadata"]["relations"]["manager"]["module"],
+        "docs"
+    );
+
+    // A manifest may not reach outside its folder.
+    std::fs::write(&m, "schema: '1.2'\ncontents:\n  - ../outside.fga\n").unwrap();
+    let (code, _, err) = warden(&["model", "validate", s(&m)]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("invalid contents item ../outside.fga"),
+        "{err}"
+    );
+}

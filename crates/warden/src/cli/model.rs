@@ -4,21 +4,23 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
-use warden_model::{AuthorizationModel, ModelError};
+use warden_model::AuthorizationModel;
 use warden_modeltest::{Kind, ModelTestError, Report};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
-    /// Check a model file (`.fga` DSL or `.json`) and print every error with its position.
+    /// Check a model file (`.fga` DSL, `.json`, or a modular model's `fga.mod`) and print
+    /// every error as `FILE:LINE:COL: error[TYPE]: message`.
     ///
     /// Exit status: 0 valid, 1 invalid, 2 unreadable.
     Validate {
         /// The model file.
         file: PathBuf,
     },
-    /// Convert a model between the DSL and JSON (to the other form by default).
+    /// Convert a model between the DSL and JSON (to the other form by default). A
+    /// modular model (`fga.mod`) is combined into one model.
     Transform {
-        /// The model file (`.fga` DSL or `.json`).
+        /// The model file (`.fga` DSL, `.json` or `fga.mod`).
         file: PathBuf,
         /// Output form.
         #[arg(long, value_enum)]
@@ -51,76 +53,51 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn is_json(path: &Path, text: &str) -> bool {
-    path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{')
+fn is_json(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "json")
 }
 
-/// Parses a model file, then checks it compiles for the engine.
-fn parse(path: &Path, text: &str) -> Result<AuthorizationModel, ModelError> {
-    let model = if is_json(path, text) {
-        warden_model::parse_json(text)?
-    } else {
-        warden_model::parse_dsl(text)?
-    };
-    warden_model::validate::validate(&model, Some(text).filter(|_| !is_json(path, text)))?;
-    Ok(model)
-}
-
-fn print_error(path: &Path, e: &ModelError) {
-    eprintln!(
-        "{}:{}:{}: error[{}]: {}",
-        path.display(),
-        e.line + 1,
-        e.column + 1,
-        e.kind.as_str(),
-        e.message
-    );
-}
-
-fn read(path: &Path) -> Result<String, ExitCode> {
-    std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("{}: cannot read: {e}", path.display());
-        ExitCode::from(2)
-    })
-}
-
-fn validate(path: &Path) -> anyhow::Result<ExitCode> {
-    let text = match read(path) {
-        Ok(t) => t,
-        Err(code) => return Ok(code),
-    };
-    match parse(path, &text) {
-        Ok(_) => {
-            println!("valid");
-            Ok(ExitCode::SUCCESS)
+/// Loads and validates a model file, printing every error found. `Err` carries the
+/// exit code: 1 for an invalid model, 2 for an unreadable file.
+fn load(path: &Path) -> Result<AuthorizationModel, ExitCode> {
+    match warden_modeltest::load_model(path) {
+        Ok(m) => Ok(m),
+        Err(e @ ModelTestError::Model { .. }) => {
+            eprintln!("{e}");
+            Err(ExitCode::from(1))
         }
         Err(e) => {
-            print_error(path, &e);
-            Ok(ExitCode::from(1))
+            eprintln!("{e}");
+            Err(ExitCode::from(2))
         }
     }
 }
 
+fn validate(path: &Path) -> anyhow::Result<ExitCode> {
+    Ok(match load(path) {
+        Ok(_) => {
+            println!("{}: valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    })
+}
+
 fn transform(path: &Path, to: Option<Form>) -> anyhow::Result<ExitCode> {
-    let text = match read(path) {
-        Ok(t) => t,
+    let model = match load(path) {
+        Ok(m) => m,
         Err(code) => return Ok(code),
     };
-    let model = match parse(path, &text) {
-        Ok(m) => m,
-        Err(e) => {
-            print_error(path, &e);
-            return Ok(ExitCode::from(1));
-        }
-    };
-    let to = to.unwrap_or(if is_json(path, &text) {
-        Form::Dsl
-    } else {
-        Form::Json
-    });
+    let to = to.unwrap_or(if is_json(path) { Form::Dsl } else { Form::Json });
     match to {
         Form::Json => println!("{}", warden_model::to_json(&model)),
-        Form::Dsl => print!("{}", warden_model::to_dsl(&model)),
+        Form::Dsl => match warden_model::try_to_dsl(&model) {
+            Ok(dsl) => print!("{dsl}"),
+            Err(e) => {
+                eprintln!("{}: {}", path.display(), e.message);
+                return Ok(ExitCode::from(1));
+            }
+        },
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -133,10 +110,7 @@ fn test(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
             Ok(s) => s,
             Err(e) => {
                 invalid = true;
-                match &e {
-                    ModelTestError::Model { .. } => eprintln!("{e}"),
-                    _ => eprintln!("{e}"),
-                }
+                eprintln!("{e}");
                 continue;
             }
         };
