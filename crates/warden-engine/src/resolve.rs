@@ -23,7 +23,7 @@ use crate::intern::Sym;
 use crate::model::{Binding, Model, RelationInfo, Rewrite};
 use crate::names::Names;
 use crate::store::{
-    Edge, Index, NONE, ObjRel, STAR, StoredCondition, Subject, TupleStore, subject_string,
+    Edge, Index, NONE, ObjRel, STAR, StoredCondition, Subject, TupleStore, find_in, subject_string,
 };
 use crate::tuple::{TupleKey, UserStr, parse_object, parse_user};
 
@@ -340,9 +340,18 @@ impl<'a> Resolver<'a> {
             id: STAR,
             rel: NONE,
         });
+        // One hash lookup per index: the user, its wildcard and the usersets are all
+        // in the same sorted edge list.
+        let mut lists: SmallVec<[(&Index, &[Edge]); 2]> = SmallVec::new();
         for index in self.indexes() {
+            let edges = index.users(&key);
+            if !edges.is_empty() {
+                lists.push((index, edges));
+            }
+        }
+        for &(index, edges) in &lists {
             for subject in std::iter::once(user).chain(wildcard.as_ref()) {
-                if let Some(e) = index.find(&key, subject)
+                if let Some(e) = find_in(edges, subject)
                     && self.edge_valid(rel, index, e)
                     && agg.add(self.condition_holds(index, e).map(to_res))
                 {
@@ -359,12 +368,8 @@ impl<'a> Resolver<'a> {
             }
         }
         // Usersets (`group:x#member`) on the relation: is the user in any of them?
-        for index in self.indexes() {
-            for e in index
-                .users(&key)
-                .iter()
-                .take_while(|e| e.subject.is_userset())
-            {
+        for &(index, edges) in &lists {
+            for e in edges.iter().take_while(|e| e.subject.is_userset()) {
                 if !self.edge_valid(rel, index, e) {
                     continue;
                 }

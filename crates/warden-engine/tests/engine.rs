@@ -351,3 +351,55 @@ fn malformed_tuples_are_refused_and_never_stored() {
     }
     assert_eq!(s.len(), 0);
 }
+
+#[test]
+fn deletes_touch_only_the_named_tuple() {
+    let m = model();
+    let mut s = TupleStore::new();
+    let all = [
+        t("user:anne", "viewer", "doc:1"),
+        t("user:anne", "owner", "doc:1"),
+        t("user:bob", "viewer", "doc:1"),
+        t("folder:f", "parent", "doc:1"),
+        t("user:anne", "viewer", "doc:2"),
+    ];
+    s.write(&m, &all, &[]).unwrap();
+    assert_eq!(s.len(), 5);
+    s.write(&m, &[], &[t("user:anne", "viewer", "doc:1")])
+        .unwrap();
+    let mut left: Vec<String> = s
+        .tuples()
+        .iter()
+        .map(|k| format!("{}#{}@{}", k.object, k.relation, k.user))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "doc:1#owner@user:anne",
+            "doc:1#parent@folder:f",
+            "doc:1#viewer@user:bob",
+            "doc:2#viewer@user:anne"
+        ]
+    );
+    // Deleting the last tuples of an object removes it entirely; writing again works.
+    s.write(
+        &m,
+        &[],
+        &[
+            t("user:anne", "owner", "doc:1"),
+            t("folder:f", "parent", "doc:1"),
+            t("user:bob", "viewer", "doc:1"),
+        ],
+    )
+    .unwrap();
+    let e = Engine::new(&m, &s);
+    assert_eq!(check(&e, "user:anne", "viewer", "doc:1"), Ok(false));
+    assert_eq!(check(&e, "user:anne", "viewer", "doc:2"), Ok(true));
+    drop(e);
+    s.write(&m, &[t("user:bob", "owner", "doc:1")], &[])
+        .unwrap();
+    let e = Engine::new(&m, &s);
+    assert_eq!(check(&e, "user:bob", "viewer", "doc:1"), Ok(true));
+    assert_eq!(s.len(), 2);
+}
