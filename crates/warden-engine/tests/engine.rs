@@ -396,7 +396,6 @@ fn deletes_touch_only_the_named_tuple() {
     let e = Engine::new(&m, &s);
     assert_eq!(check(&e, "user:anne", "viewer", "doc:1"), Ok(false));
     assert_eq!(check(&e, "user:anne", "viewer", "doc:2"), Ok(true));
-    drop(e);
     s.write(&m, &[t("user:bob", "owner", "doc:1")], &[])
         .unwrap();
     let e = Engine::new(&m, &s);
