@@ -295,7 +295,7 @@ struct ObjectIdCase {
     valid: bool,
 }
 
-/// `language/object-id-validation-cases.yaml`, through the engine's own object parser.
+/// `language/object-id-validation-cases.yaml`: the modelling language's object-id rule.
 #[test]
 fn openfga_object_ids() -> anyhow::Result<()> {
     let Some(root) = openfga_root()? else {
@@ -306,7 +306,7 @@ fn openfga_object_ids() -> anyhow::Result<()> {
     let cases: Vec<ObjectIdCase> = serde_yaml::from_str(&std::fs::read_to_string(root.join(rel))?)?;
     let mut report = FileReport::new(rel);
     for case in &cases {
-        let got = warden_engine::tuple::parse_object(&format!("doc:{}", case.object_id)).is_ok();
+        let got = warden_model::validate::valid_object_id(&case.object_id);
         let outcome = if got == case.valid {
             Ok(())
         } else {

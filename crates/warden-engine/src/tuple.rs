@@ -80,8 +80,15 @@ pub enum UserStr<'a> {
     },
 }
 
-/// Parses `type:id`. Both parts must be non-empty and free of whitespace; the id may
-/// not be `*` and may not contain `#`.
+/// Longest accepted object (`type:id`), in bytes, as OpenFGA's server.
+pub const MAX_OBJECT_LEN: usize = 256;
+/// Longest accepted user (`type:id`, `type:*` or `type:id#relation`), in bytes.
+pub const MAX_USER_LEN: usize = 512;
+
+/// Parses `type:id`. Both parts must be non-empty and free of whitespace and control
+/// characters, at most [`MAX_OBJECT_LEN`] bytes in all; the id may not be `*` and may
+/// not contain `#`. (This is the id set OpenFGA's server accepts; the modelling
+/// language's narrower rule is `warden_model::validate::valid_object_id`.)
 pub fn parse_object(s: &str) -> Result<ObjectStr<'_>, EngineError> {
     let bad = |reason: &str| EngineError::InvalidInput {
         what: "object",
@@ -98,10 +105,8 @@ pub fn parse_object(s: &str) -> Result<ObjectStr<'_>, EngineError> {
     if s.contains('#') || s.chars().any(char::is_whitespace) {
         return Err(bad("contains `#` or whitespace"));
     }
-    if !warden_model::validate::valid_object_id(id) {
-        return Err(bad(
-            "an object id may hold only letters, digits and `_ | * @ . + / -`, and not start with `*`",
-        ));
+    if s.len() > MAX_OBJECT_LEN || s.chars().any(char::is_control) {
+        return Err(bad("longer than 256 bytes, or contains control characters"));
     }
     Ok(ObjectStr { type_name, id })
 }
@@ -133,9 +138,10 @@ pub fn parse_user(s: &str) -> Result<UserStr<'_>, EngineError> {
             object: ObjectStr { type_name, id },
             relation,
         }),
-        _ if id != "*" && !warden_model::validate::valid_object_id(id) => Err(bad(
-            "an id may hold only letters, digits and `_ | * @ . + / -`, and not start with `*`",
-        )),
+        _ if s.len() > MAX_USER_LEN || s.chars().any(char::is_control) => {
+            Err(bad("longer than 512 bytes, or contains control characters"))
+        }
+        Some(_) if id.starts_with('*') => Err(bad("an id cannot start with `*`")),
         None if id == "*" => Ok(UserStr::Wildcard { type_name }),
         None => Ok(UserStr::Object(ObjectStr { type_name, id })),
     }

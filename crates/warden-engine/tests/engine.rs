@@ -335,7 +335,8 @@ fn malformed_tuples_are_refused_and_never_stored() {
     let mut s = TupleStore::new();
     for (user, rel, obj) in [
         ("user:anne", "viewer", "doc:a b"),
-        ("user:anne", "viewer", "doc:a,b"),
+        ("user:anne", "viewer", "doc:a\u{0}b"),
+        ("user:anne", "viewer", &format!("doc:{}", "x".repeat(300))),
         ("user:anne", "viewer", "doc:*"),
         ("user:anne", "viewer", "doc:"),
         ("user:", "viewer", "doc:1"),
