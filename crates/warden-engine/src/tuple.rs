@@ -131,6 +131,9 @@ pub fn parse_user(s: &str) -> Result<UserStr<'_>, EngineError> {
     if type_name.is_empty() || id.is_empty() {
         return Err(bad("type and id must not be empty"));
     }
+    if s.len() > MAX_USER_LEN || s.chars().any(char::is_control) {
+        return Err(bad("longer than 512 bytes, or contains control characters"));
+    }
     match relation {
         Some(r) if r.is_empty() || r.contains('#') => Err(bad("empty or repeated relation")),
         Some(_) if id == "*" => Err(bad("a wildcard cannot have a relation")),
@@ -138,10 +141,6 @@ pub fn parse_user(s: &str) -> Result<UserStr<'_>, EngineError> {
             object: ObjectStr { type_name, id },
             relation,
         }),
-        _ if s.len() > MAX_USER_LEN || s.chars().any(char::is_control) => {
-            Err(bad("longer than 512 bytes, or contains control characters"))
-        }
-        Some(_) if id.starts_with('*') => Err(bad("an id cannot start with `*`")),
         None if id == "*" => Ok(UserStr::Wildcard { type_name }),
         None => Ok(UserStr::Object(ObjectStr { type_name, id })),
     }
