@@ -1,0 +1,167 @@
+//! Durable storage for Warden: organizations, authorization models, relationship tuples
+//! with a global revision and a changes feed, and API keys.
+//!
+//! One code path serves both backends through sqlx's `Any` driver: an embedded SQLite
+//! file (WAL, synchronous writes) by default, or PostgreSQL for several server nodes
+//! on one database. Every committed write takes the next **revision** from a one-row
+//! counter inside its transaction, so revisions are gap-free, strictly increasing and
+//! in commit order; the `changes` table records what each revision did, which is how
+//! other nodes (and this one) bring their in-memory engine up to date.
+//!
+//! Architecture invariant: this crate knows nothing of HTTP or of the decision engine's
+//! evaluation; it stores and returns data, validated by its callers.
+
+mod error;
+mod keys;
+mod migrate;
+mod models;
+mod orgs;
+mod tuples;
+
+pub mod testing;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions};
+
+pub use error::StorageError;
+pub use keys::{ApiKey, NewKey, Role};
+pub use models::StoredModel;
+pub use orgs::Org;
+pub use tuples::{Change, ChangeKind, ReadFilter, ReadPage, StoredTuple};
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool to Warden's database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+    url: String,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://PATH`, `sqlite::memory:` or `postgres://...`) and
+    /// brings the schema up to date. A SQLite file is created if missing.
+    pub async fn connect(url: &str) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StorageError::Config(
+                "database URL must start with sqlite: or postgres://".into(),
+            ));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let opts = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    // In-memory databases exist per connection: keep exactly one.
+                    .max_connections(if url.contains(":memory:") { 1 } else { 8 })
+                    .min_connections(if url.contains(":memory:") { 1 } else { 0 })
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            // WAL lets readers run beside the writer; FULL makes every
+                            // acknowledged commit survive power loss.
+                            conn.execute("PRAGMA journal_mode=WAL").await?;
+                            conn.execute("PRAGMA synchronous=FULL").await?;
+                            conn.execute("PRAGMA busy_timeout=10000").await?;
+                            conn.execute("PRAGMA foreign_keys=ON").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(opts)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await?
+            }
+        };
+        let db = Db { pool, backend, url };
+        migrate::run(&db).await?;
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL this pool was opened with (for a PostgreSQL listener connection).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so two writers queue instead of failing on lock upgrade.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// The latest committed revision (0 before any write).
+    pub async fn current_revision(&self) -> Result<i64> {
+        let v: i64 = sqlx::query_scalar("SELECT value FROM warden_revision WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Takes the next revision inside `tx`. The row lock it holds until commit orders
+/// concurrent writers, so revisions commit in increasing order.
+pub(crate) async fn next_revision(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<i64> {
+    let v: i64 = sqlx::query_scalar(
+        "UPDATE warden_revision SET value = value + 1 WHERE id = 1 RETURNING value",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(v)
+}

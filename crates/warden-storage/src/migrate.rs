@@ -1,0 +1,90 @@
+//! The schema and its migrations. Each migration is SQL both SQLite and PostgreSQL
+//! accept; they run in order, once, inside a transaction, on every start.
+
+use crate::{Backend, Db, Result};
+
+/// Migrations in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&[&str]] = &[&[
+    "CREATE TABLE warden_revision (id INTEGER PRIMARY KEY, value BIGINT NOT NULL)",
+    "INSERT INTO warden_revision (id, value) VALUES (1, 0)",
+    "CREATE TABLE orgs (
+        id TEXT PRIMARY KEY,
+        created_at BIGINT NOT NULL,
+        revision BIGINT NOT NULL
+    )",
+    "CREATE TABLE models (
+        org_id TEXT NOT NULL REFERENCES orgs(id),
+        id TEXT NOT NULL,
+        model_json TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        revision BIGINT NOT NULL,
+        PRIMARY KEY (org_id, id)
+    )",
+    "CREATE INDEX models_by_revision ON models (org_id, revision)",
+    "CREATE TABLE tuples (
+        org_id TEXT NOT NULL REFERENCES orgs(id),
+        object_type TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        relation TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        condition_name TEXT,
+        condition_context TEXT,
+        revision BIGINT NOT NULL,
+        PRIMARY KEY (org_id, object_type, object_id, relation, subject)
+    )",
+    "CREATE INDEX tuples_by_subject ON tuples (org_id, subject)",
+    "CREATE TABLE changes (
+        revision BIGINT NOT NULL,
+        seq INTEGER NOT NULL,
+        org_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        object TEXT,
+        relation TEXT,
+        subject TEXT,
+        condition_name TEXT,
+        condition_context TEXT,
+        model_id TEXT,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (revision, seq)
+    )",
+    "CREATE INDEX changes_by_org ON changes (org_id, revision)",
+    "CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        org_id TEXT REFERENCES orgs(id),
+        role TEXT NOT NULL,
+        name TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_used_at BIGINT,
+        revoked_at BIGINT
+    )",
+]];
+
+pub(crate) async fn run(db: &Db) -> Result<()> {
+    let mut tx = db.begin_write().await?;
+    if db.backend() == Backend::Postgres {
+        // Several nodes may start at once: one migrates, the others wait for it.
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(7243001)) AS l")
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("CREATE TABLE IF NOT EXISTS warden_schema (version BIGINT NOT NULL)")
+        .execute(&mut *tx)
+        .await?;
+    let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM warden_schema")
+        .fetch_one(&mut *tx)
+        .await?;
+    let current = current.unwrap_or(0) as usize;
+    for (i, steps) in MIGRATIONS.iter().enumerate().skip(current) {
+        for sql in *steps {
+            sqlx::query(*sql).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO warden_schema (version) VALUES ($1)")
+            .bind((i + 1) as i64)
+            .execute(&mut *tx)
+            .await?;
+        tracing::info!(version = i + 1, "schema migrated");
+    }
+    tx.commit().await?;
+    Ok(())
+}
