@@ -107,9 +107,12 @@ impl Db {
         }
         let mut id = [0u8; 8];
         let mut secret = [0u8; 32];
-        let mut rng = rand::rng();
-        rng.fill_bytes(&mut id);
-        rng.fill_bytes(&mut secret);
+        {
+            // The thread-local generator must not live across an await.
+            let mut rng = rand::rng();
+            rng.fill_bytes(&mut id);
+            rng.fill_bytes(&mut secret);
+        }
         let (id, secret) = (hex::encode(id), hex::encode(secret));
         let now = now_ms();
         sqlx::query(

@@ -150,6 +150,19 @@ impl Db {
         Ok(v)
     }
 
+    /// Tells other nodes (PostgreSQL `NOTIFY`) that a write committed; best effort, as
+    /// they also poll. Does nothing on SQLite.
+    pub async fn notify(&self) {
+        if self.backend == Backend::Postgres {
+            let res = sqlx::query("SELECT 1 FROM (SELECT pg_notify('warden_changes', '')) AS n")
+                .execute(&self.pool)
+                .await;
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "NOTIFY failed");
+            }
+        }
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

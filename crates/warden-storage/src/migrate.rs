@@ -4,15 +4,16 @@
 use crate::{Backend, Db, Result};
 
 /// Migrations in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE warden_revision (id INTEGER PRIMARY KEY, value BIGINT NOT NULL)",
-    "INSERT INTO warden_revision (id, value) VALUES (1, 0)",
-    "CREATE TABLE orgs (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE warden_revision (id INTEGER PRIMARY KEY, value BIGINT NOT NULL)",
+        "INSERT INTO warden_revision (id, value) VALUES (1, 0)",
+        "CREATE TABLE orgs (
         id TEXT PRIMARY KEY,
         created_at BIGINT NOT NULL,
         revision BIGINT NOT NULL
     )",
-    "CREATE TABLE models (
+        "CREATE TABLE models (
         org_id TEXT NOT NULL REFERENCES orgs(id),
         id TEXT NOT NULL,
         model_json TEXT NOT NULL,
@@ -20,8 +21,8 @@ const MIGRATIONS: &[&[&str]] = &[&[
         revision BIGINT NOT NULL,
         PRIMARY KEY (org_id, id)
     )",
-    "CREATE INDEX models_by_revision ON models (org_id, revision)",
-    "CREATE TABLE tuples (
+        "CREATE INDEX models_by_revision ON models (org_id, revision)",
+        "CREATE TABLE tuples (
         org_id TEXT NOT NULL REFERENCES orgs(id),
         object_type TEXT NOT NULL,
         object_id TEXT NOT NULL,
@@ -32,8 +33,8 @@ const MIGRATIONS: &[&[&str]] = &[&[
         revision BIGINT NOT NULL,
         PRIMARY KEY (org_id, object_type, object_id, relation, subject)
     )",
-    "CREATE INDEX tuples_by_subject ON tuples (org_id, subject)",
-    "CREATE TABLE changes (
+        "CREATE INDEX tuples_by_subject ON tuples (org_id, subject)",
+        "CREATE TABLE changes (
         revision BIGINT NOT NULL,
         seq INTEGER NOT NULL,
         org_id TEXT NOT NULL,
@@ -47,8 +48,8 @@ const MIGRATIONS: &[&[&str]] = &[&[
         created_at BIGINT NOT NULL,
         PRIMARY KEY (revision, seq)
     )",
-    "CREATE INDEX changes_by_org ON changes (org_id, revision)",
-    "CREATE TABLE api_keys (
+        "CREATE INDEX changes_by_org ON changes (org_id, revision)",
+        "CREATE TABLE api_keys (
         id TEXT PRIMARY KEY,
         org_id TEXT REFERENCES orgs(id),
         role TEXT NOT NULL,
@@ -58,7 +59,13 @@ const MIGRATIONS: &[&[&str]] = &[&[
         last_used_at BIGINT,
         revoked_at BIGINT
     )",
-]];
+    ],
+    &["CREATE TABLE org_settings (
+        org_id TEXT PRIMARY KEY REFERENCES orgs(id),
+        settings_json TEXT NOT NULL,
+        revision BIGINT NOT NULL
+    )"],
+];
 
 pub(crate) async fn run(db: &Db) -> Result<()> {
     let mut tx = db.begin_write().await?;

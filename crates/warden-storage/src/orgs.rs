@@ -95,3 +95,45 @@ impl Db {
             .collect()
     }
 }
+
+impl Db {
+    /// Replaces an organization's settings (a JSON document the server interprets);
+    /// a revision, so other nodes reload them.
+    pub async fn set_org_settings(&self, org: &str, settings_json: &str) -> Result<i64> {
+        self.get_org(org).await?;
+        let mut tx = self.begin_write().await?;
+        let revision = next_revision(&mut tx).await?;
+        sqlx::query("DELETE FROM org_settings WHERE org_id = $1")
+            .bind(org)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO org_settings (org_id, settings_json, revision) VALUES ($1, $2, $3)",
+        )
+        .bind(org)
+        .bind(settings_json)
+        .bind(revision)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO changes (revision, seq, org_id, kind, created_at) VALUES ($1, 0, $2, 'settings', $3)",
+        )
+        .bind(revision)
+        .bind(org)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    /// An organization's settings document, if any was set.
+    pub async fn org_settings(&self, org: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT settings_json FROM org_settings WHERE org_id = $1")
+                .bind(org)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+}

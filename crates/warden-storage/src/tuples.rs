@@ -28,6 +28,8 @@ pub enum ChangeKind {
     Write,
     /// A tuple was deleted.
     Delete,
+    /// The organization's settings changed.
+    Settings,
 }
 
 /// One entry of the changes feed.
@@ -339,6 +341,7 @@ impl Db {
                     "model" => ChangeKind::Model,
                     "write" => ChangeKind::Write,
                     "delete" => ChangeKind::Delete,
+                    "settings" => ChangeKind::Settings,
                     other => return Err(StorageError::Corrupt(format!("change kind `{other}`"))),
                 };
                 let object: Option<String> = r.try_get(4)?;

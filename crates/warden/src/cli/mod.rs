@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and dispatch to one module per group.
 
 mod model;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -19,11 +20,14 @@ pub enum Command {
     /// Authorization models: validate, convert between DSL and JSON, run policy tests.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Run the server (embedded SQLite in ./warden-data by default).
+    Serve(serve::ServeArgs),
 }
 
 /// Runs a parsed command line; the exit code is the command's verdict.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Model(cmd) => model::run(cmd),
+        Command::Serve(args) => serve::run(args),
     }
 }

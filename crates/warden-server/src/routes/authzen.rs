@@ -1,0 +1,422 @@
+//! OpenID AuthZEN Authorization API 1.0: access evaluation(s) and the search APIs.
+//!
+//! Mapping onto the model: subject `{type, id}` is the user `type:id`, `action.name` is
+//! the relation, resource `{type, id}` is the object `type:id`. The condition context is
+//! the request's `context`, plus `subject`, `resource` and `action` holding the
+//! `properties` of each (when sent). The organization is the API key's (a server
+//! administrator key names one with the `X-Warden-Org` header). Resource links from
+//! the organization's settings are added as contextual tuples.
+//!
+//! A request Warden cannot evaluate (unknown type or relation, a failing condition) is
+//! a deny with the reason in the response `context`, as the specification allows.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use warden_engine::{
+    CheckRequest, Engine, ListObjectsRequest, ListUsersRequest, Model, TupleKey, TupleStore,
+    UserFilter,
+};
+use warden_storage::Role;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::json::Json;
+use crate::state::{AppState, OrgSettings};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Entity {
+    #[serde(rename = "type")]
+    type_name: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    properties: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Action {
+    name: String,
+    #[serde(default)]
+    properties: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Evaluation {
+    #[serde(default)]
+    subject: Option<Entity>,
+    #[serde(default)]
+    action: Option<Action>,
+    #[serde(default)]
+    resource: Option<Entity>,
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Decision {
+    decision: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<Value>,
+}
+
+/// The organization an AuthZEN call acts on.
+fn org_of(caller: &Caller, headers: &HeaderMap) -> ApiResult<String> {
+    let header = headers
+        .get("x-warden-org")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let org = match (&caller.0.org_id, header) {
+        (Some(o), None) => o.clone(),
+        (Some(o), Some(h)) if *o == h => h,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::forbidden(
+                "this key is not valid for this organization",
+            ));
+        }
+        (None, Some(h)) => h,
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "a server administrator key must name the organization in `X-Warden-Org`",
+            ));
+        }
+    };
+    caller.require(&org, Role::Checker)?;
+    Ok(org)
+}
+
+fn object(e: &Entity, what: &str) -> ApiResult<String> {
+    match &e.id {
+        Some(id) => Ok(format!("{}:{id}", e.type_name)),
+        None => Err(ApiError::bad_request(format!("{what}.id is required"))),
+    }
+}
+
+/// The condition context of an evaluation.
+fn context_of(ev: &Evaluation) -> Map<String, Value> {
+    let mut ctx = ev.context.clone().unwrap_or_default();
+    let mut put = |k: &str, v: &Option<Map<String, Value>>| {
+        if let Some(p) = v {
+            ctx.insert(k.to_string(), Value::Object(p.clone()));
+        }
+    };
+    put(
+        "subject",
+        &ev.subject.as_ref().and_then(|s| s.properties.clone()),
+    );
+    put(
+        "resource",
+        &ev.resource.as_ref().and_then(|s| s.properties.clone()),
+    );
+    put(
+        "action",
+        &ev.action.as_ref().and_then(|s| s.properties.clone()),
+    );
+    ctx
+}
+
+/// Contextual tuples from the organization's resource links.
+fn links(settings: &OrgSettings, resource_type: &str, object: &str) -> Vec<TupleKey> {
+    settings
+        .authzen
+        .resource_links
+        .get(resource_type)
+        .into_iter()
+        .flatten()
+        .map(|l| TupleKey::new(l.user.clone(), l.relation.clone(), object.to_string()))
+        .collect()
+}
+
+fn decide(
+    model: &Model,
+    tuples: &TupleStore,
+    settings: &OrgSettings,
+    ev: &Evaluation,
+) -> Result<bool, ApiError> {
+    let (Some(subject), Some(action), Some(resource)) = (&ev.subject, &ev.action, &ev.resource)
+    else {
+        return Err(ApiError::bad_request(
+            "an evaluation needs subject, action and resource",
+        ));
+    };
+    let obj = object(resource, "resource")?;
+    let req = CheckRequest {
+        user: object(subject, "subject")?,
+        relation: action.name.clone(),
+        contextual_tuples: links(settings, &resource.type_name, &obj),
+        object: obj,
+        context: context_of(ev),
+        explain: false,
+    };
+    Ok(Engine::new(model, tuples).check(&req)?.allowed)
+}
+
+fn to_decision(state: &AppState, r: Result<bool, ApiError>) -> Decision {
+    state.metrics.record_decision(match &r {
+        Ok(true) => "allowed",
+        Ok(false) => "denied",
+        Err(_) => "error",
+    });
+    match r {
+        Ok(d) => Decision {
+            decision: d,
+            context: None,
+        },
+        Err(e) => Decision {
+            decision: false,
+            context: Some(json!({"reason_admin": {"code": e.code, "message": e.message}})),
+        },
+    }
+}
+
+pub async fn evaluation(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(ev): Json<Evaluation>,
+) -> ApiResult<impl IntoResponse> {
+    let org = org_of(&caller, &headers)?;
+    let data = state.org(&org)?;
+    let data = data.read();
+    let model = data.model(None)?;
+    let d = decide(model, &data.tuples, &data.settings, &ev);
+    if let Err(e) = &d
+        && e.code == "invalid_request"
+    {
+        return Err(e.clone());
+    }
+    Ok(axum::Json(to_decision(&state, d)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Evaluations {
+    #[serde(flatten)]
+    defaults: Evaluation,
+    #[serde(default)]
+    evaluations: Option<Vec<Evaluation>>,
+    #[serde(default)]
+    options: Option<Map<String, Value>>,
+}
+
+pub async fn evaluations(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<Evaluations>,
+) -> ApiResult<impl IntoResponse> {
+    let org = org_of(&caller, &headers)?;
+    let semantic = body
+        .options
+        .as_ref()
+        .and_then(|o| o.get("evaluations_semantic"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("execute_all")
+        .to_string();
+    if !matches!(
+        semantic.as_str(),
+        "execute_all" | "deny_on_first_deny" | "permit_on_first_permit"
+    ) {
+        return Err(ApiError::bad_request(format!(
+            "unknown evaluations_semantic `{semantic}`"
+        )));
+    }
+    let data = state.org(&org)?;
+    let data = data.read();
+    let model = data.model(None)?;
+    let items = match &body.evaluations {
+        None => {
+            // No list: a single evaluation, answered as one.
+            let d = decide(model, &data.tuples, &data.settings, &body.defaults);
+            return Ok(axum::Json(json!(to_decision(&state, d))));
+        }
+        Some(items) => items,
+    };
+    if items.len() > state.limits.max_batch_checks {
+        return Err(ApiError::bad_request(format!(
+            "at most {} evaluations per request",
+            state.limits.max_batch_checks
+        )));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let d = &body.defaults;
+        let merged = Evaluation {
+            subject: item.subject.clone().or_else(|| d.subject.clone()),
+            action: item.action.clone().or_else(|| d.action.clone()),
+            resource: item.resource.clone().or_else(|| d.resource.clone()),
+            context: item.context.clone().or_else(|| d.context.clone()),
+        };
+        let decision = to_decision(&state, decide(model, &data.tuples, &data.settings, &merged));
+        let stop = match semantic.as_str() {
+            "deny_on_first_deny" => !decision.decision,
+            "permit_on_first_permit" => decision.decision,
+            _ => false,
+        };
+        out.push(decision);
+        if stop {
+            break;
+        }
+    }
+    Ok(axum::Json(json!({ "evaluations": out })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchBody {
+    subject: Entity,
+    #[serde(default)]
+    action: Option<Action>,
+    resource: Entity,
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+}
+
+fn search_context(b: &SearchBody) -> Map<String, Value> {
+    context_of(&Evaluation {
+        subject: Some(b.subject.clone()),
+        action: b.action.clone(),
+        resource: Some(b.resource.clone()),
+        context: b.context.clone(),
+    })
+}
+
+fn split_typed(s: &str) -> Value {
+    let (t, id) = s.split_once(':').unwrap_or(("", s));
+    json!({"type": t, "id": id})
+}
+
+/// Subjects of a type that may do an action on a resource.
+pub async fn search_subject(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<SearchBody>,
+) -> ApiResult<impl IntoResponse> {
+    let org = org_of(&caller, &headers)?;
+    let action = body
+        .action
+        .as_ref()
+        .ok_or_else(|| ApiError::bad_request("action is required"))?;
+    let obj = object(&body.resource, "resource")?;
+    let data = state.org(&org)?;
+    let data = data.read();
+    let model = data.model(None)?;
+    let users = Engine::new(model, &data.tuples).list_users(&ListUsersRequest {
+        contextual_tuples: links(&data.settings, &body.resource.type_name, &obj),
+        object: obj,
+        relation: action.name.clone(),
+        user_filters: vec![UserFilter::parse(&body.subject.type_name)],
+        context: search_context(&body),
+    })?;
+    let results: Vec<Value> = users
+        .iter()
+        .filter(|u| !u.ends_with(":*") && !u.contains('#'))
+        .map(|u| split_typed(u))
+        .collect();
+    Ok(axum::Json(json!({ "results": results })))
+}
+
+/// Resources of a type on which the subject may do an action.
+pub async fn search_resource(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<SearchBody>,
+) -> ApiResult<impl IntoResponse> {
+    let org = org_of(&caller, &headers)?;
+    let action = body
+        .action
+        .as_ref()
+        .ok_or_else(|| ApiError::bad_request("action is required"))?;
+    let data = state.org(&org)?;
+    let data = data.read();
+    let model = data.model(None)?;
+    let objects = Engine::new(model, &data.tuples).list_objects(&ListObjectsRequest {
+        user: object(&body.subject, "subject")?,
+        relation: action.name.clone(),
+        object_type: body.resource.type_name.clone(),
+        context: search_context(&body),
+        contextual_tuples: Vec::new(),
+    })?;
+    let results: Vec<Value> = objects.iter().map(|o| split_typed(o)).collect();
+    Ok(axum::Json(json!({ "results": results })))
+}
+
+/// Actions the subject may do on a resource: the resource type's relations (or the
+/// organization's configured action list for the type) that Check allows.
+pub async fn search_action(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<SearchBody>,
+) -> ApiResult<impl IntoResponse> {
+    let org = org_of(&caller, &headers)?;
+    let obj = object(&body.resource, "resource")?;
+    let user = object(&body.subject, "subject")?;
+    let data = state.org(&org)?;
+    let data = data.read();
+    let model = data.model(None)?;
+    let candidates: Vec<String> = match data.settings.authzen.actions.get(&body.resource.type_name)
+    {
+        Some(list) => list.clone(),
+        None => model
+            .schema()
+            .type_def(&body.resource.type_name)
+            .map(|t| t.relations.keys().cloned().collect())
+            .ok_or_else(|| {
+                ApiError::from(warden_engine::EngineError::TypeNotFound(
+                    body.resource.type_name.clone(),
+                ))
+            })?,
+    };
+    let engine = Engine::new(model, &data.tuples);
+    let ctx = search_context(&body);
+    let tuples = links(&data.settings, &body.resource.type_name, &obj);
+    let mut results = Vec::new();
+    for name in candidates {
+        let req = CheckRequest {
+            user: user.clone(),
+            relation: name.clone(),
+            object: obj.clone(),
+            context: ctx.clone(),
+            contextual_tuples: tuples.clone(),
+            explain: false,
+        };
+        if engine.check(&req).is_ok_and(|r| r.allowed) {
+            results.push(json!({ "name": name }));
+        }
+    }
+    Ok(axum::Json(json!({ "results": results })))
+}
+
+/// `GET /.well-known/authzen-configuration` (PDP metadata).
+pub async fn configuration(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let base = match &state.limits.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| {
+                    h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+                })
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    };
+    axum::Json(json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+        "search_subject_endpoint": format!("{base}/access/v1/search/subject"),
+        "search_resource_endpoint": format!("{base}/access/v1/search/resource"),
+        "search_action_endpoint": format!("{base}/access/v1/search/action"),
+    }))
+}

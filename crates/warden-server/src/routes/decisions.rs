@@ -1,0 +1,285 @@
+//! Decisions: Check, BatchCheck, ListObjects, ListUsers, Expand. Each answers from
+//! memory (microseconds), after waiting for the revision the caller asks for.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use warden_engine::{
+    CheckRequest, Context, Engine, ExpandRequest, ListObjectsRequest, ListUsersRequest, TupleKey,
+    UserFilter,
+};
+use warden_storage::Role;
+
+use super::{Consistency, settle};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::json::Json;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    user: String,
+    relation: String,
+    object: String,
+    #[serde(default)]
+    context: Context,
+    #[serde(default)]
+    contextual_tuples: Vec<TupleKey>,
+    #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
+    consistency: Option<Consistency>,
+    /// Return the resolution path of an allowed answer.
+    #[serde(default)]
+    explain: bool,
+}
+
+pub async fn check(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Json(body): Json<CheckBody>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Checker)?;
+    settle(&state, body.consistency).await?;
+    let data = state.org(&org)?;
+    let revision = state.applied();
+    let data = data.read();
+    let model = data.model(body.model_id.as_deref())?;
+    let req = CheckRequest {
+        user: body.user,
+        relation: body.relation,
+        object: body.object,
+        context: body.context,
+        contextual_tuples: body.contextual_tuples,
+        explain: body.explain,
+    };
+    let res = Engine::new(model, &data.tuples).check(&req);
+    state.metrics.record_decision(match &res {
+        Ok(r) if r.allowed => "allowed",
+        Ok(_) => "denied",
+        Err(_) => "error",
+    });
+    let res = res?;
+    let mut out = json!({"allowed": res.allowed, "revision": revision});
+    if body.explain {
+        out["path"] = json!(res.path);
+    }
+    Ok(axum::Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchItem {
+    #[serde(default)]
+    correlation_id: Option<String>,
+    user: String,
+    relation: String,
+    object: String,
+    #[serde(default)]
+    context: Context,
+    #[serde(default)]
+    contextual_tuples: Vec<TupleKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    checks: Vec<BatchItem>,
+    #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
+    consistency: Option<Consistency>,
+}
+
+#[derive(Serialize)]
+struct BatchResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ApiError>,
+}
+
+pub async fn batch_check(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Json(body): Json<BatchBody>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Checker)?;
+    if body.checks.is_empty() || body.checks.len() > state.limits.max_batch_checks {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {} checks",
+            state.limits.max_batch_checks
+        )));
+    }
+    settle(&state, body.consistency).await?;
+    let data = state.org(&org)?;
+    let revision = state.applied();
+    let data = data.read();
+    let model = data.model(body.model_id.as_deref())?;
+    let engine = Engine::new(model, &data.tuples);
+    let results: Vec<BatchResult> = body
+        .checks
+        .into_iter()
+        .map(|c| {
+            let req = CheckRequest {
+                user: c.user,
+                relation: c.relation,
+                object: c.object,
+                context: c.context,
+                contextual_tuples: c.contextual_tuples,
+                explain: false,
+            };
+            let res = engine.check(&req);
+            state.metrics.record_decision(match &res {
+                Ok(r) if r.allowed => "allowed",
+                Ok(_) => "denied",
+                Err(_) => "error",
+            });
+            match res {
+                Ok(r) => BatchResult {
+                    correlation_id: c.correlation_id,
+                    allowed: Some(r.allowed),
+                    error: None,
+                },
+                Err(e) => BatchResult {
+                    correlation_id: c.correlation_id,
+                    allowed: None,
+                    error: Some(e.into()),
+                },
+            }
+        })
+        .collect();
+    Ok(axum::Json(
+        json!({"results": results, "revision": revision}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListObjectsBody {
+    user: String,
+    relation: String,
+    #[serde(rename = "type")]
+    object_type: String,
+    #[serde(default)]
+    context: Context,
+    #[serde(default)]
+    contextual_tuples: Vec<TupleKey>,
+    #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
+    consistency: Option<Consistency>,
+}
+
+pub async fn list_objects(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Json(body): Json<ListObjectsBody>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Checker)?;
+    settle(&state, body.consistency).await?;
+    let data = state.org(&org)?;
+    let revision = state.applied();
+    let data = data.read();
+    let model = data.model(body.model_id.as_deref())?;
+    let objects = Engine::new(model, &data.tuples).list_objects(&ListObjectsRequest {
+        user: body.user,
+        relation: body.relation,
+        object_type: body.object_type,
+        context: body.context,
+        contextual_tuples: body.contextual_tuples,
+    })?;
+    Ok(axum::Json(
+        json!({"objects": objects, "revision": revision}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListUsersBody {
+    object: String,
+    relation: String,
+    /// `type` or `type#relation` each.
+    user_filters: Vec<String>,
+    #[serde(default)]
+    context: Context,
+    #[serde(default)]
+    contextual_tuples: Vec<TupleKey>,
+    #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
+    consistency: Option<Consistency>,
+}
+
+pub async fn list_users(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Json(body): Json<ListUsersBody>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Checker)?;
+    if body.user_filters.is_empty() {
+        return Err(ApiError::bad_request(
+            "`user_filters` needs at least one type",
+        ));
+    }
+    settle(&state, body.consistency).await?;
+    let data = state.org(&org)?;
+    let revision = state.applied();
+    let data = data.read();
+    let model = data.model(body.model_id.as_deref())?;
+    let users = Engine::new(model, &data.tuples).list_users(&ListUsersRequest {
+        object: body.object,
+        relation: body.relation,
+        user_filters: body
+            .user_filters
+            .iter()
+            .map(|f| UserFilter::parse(f))
+            .collect(),
+        context: body.context,
+        contextual_tuples: body.contextual_tuples,
+    })?;
+    Ok(axum::Json(json!({"users": users, "revision": revision})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpandBody {
+    object: String,
+    relation: String,
+    #[serde(default)]
+    contextual_tuples: Vec<TupleKey>,
+    #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
+    consistency: Option<Consistency>,
+}
+
+pub async fn expand(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Json(body): Json<ExpandBody>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Checker)?;
+    settle(&state, body.consistency).await?;
+    let data = state.org(&org)?;
+    let revision = state.applied();
+    let data = data.read();
+    let model = data.model(body.model_id.as_deref())?;
+    let tree = Engine::new(model, &data.tuples).expand(&ExpandRequest {
+        object: body.object,
+        relation: body.relation,
+        contextual_tuples: body.contextual_tuples,
+    })?;
+    Ok(axum::Json(json!({"tree": tree, "revision": revision})))
+}

@@ -1,0 +1,384 @@
+//! The server's in-memory state: per organization, its compiled models, its tuples (in
+//! the engine's store) and its settings, all fed from storage.
+//!
+//! Storage is the truth; memory follows it through the changes feed. Every change
+//! (this node's writes included) is applied by one path, [`AppState::catch_up`], in
+//! revision order, and `applied` says how far memory has got. A request that names a
+//! revision waits (within a bound) until memory has reached it, so no node ever answers
+//! from data older than a revision its client has already seen.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use warden_engine::{Model, TupleStore};
+use warden_storage::{ApiKey, Change, ChangeKind, Db, StorageError};
+
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
+
+/// How many changes one catch-up step reads.
+const CHANGES_PAGE: u32 = 5000;
+
+/// Per-organization settings (a JSON document stored with the organization).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgSettings {
+    #[serde(default)]
+    pub authzen: AuthzenSettings,
+}
+
+/// How AuthZEN requests map onto the model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzenSettings {
+    /// For resources of a type, tuples that hold for *every* resource of that type
+    /// (sent as contextual tuples with each evaluation): `{"todo": [{"relation":
+    /// "app", "user": "todo_app:main"}]}` makes every `todo:<id>` belong to
+    /// `todo_app:main` through its `app` relation.
+    #[serde(default)]
+    pub resource_links: HashMap<String, Vec<ResourceLink>>,
+    /// The actions of a resource type, for action search (default: all its relations).
+    #[serde(default)]
+    pub actions: HashMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceLink {
+    pub relation: String,
+    pub user: String,
+}
+
+/// One organization in memory.
+#[derive(Default)]
+pub struct OrgData {
+    /// Every model, oldest first; the last is current.
+    pub models: Vec<(String, Arc<Model>)>,
+    pub tuples: TupleStore,
+    pub settings: OrgSettings,
+}
+
+impl OrgData {
+    /// The model named `id`, or the current one.
+    pub fn model(&self, id: Option<&str>) -> ApiResult<&Arc<Model>> {
+        match id {
+            Some(id) => self
+                .models
+                .iter()
+                .find(|(m, _)| m == id)
+                .map(|(_, m)| m)
+                .ok_or_else(|| ApiError::not_found(format!("model `{id}` not found"))),
+            None => self.models.last().map(|(_, m)| m).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "no_model",
+                    "the organization has no authorization model yet",
+                )
+            }),
+        }
+    }
+}
+
+/// Server settings the request handlers need.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// How long a request may wait for its revision to arrive.
+    pub consistency_wait: Duration,
+    /// Most tuples in one write request.
+    pub max_tuples_per_write: usize,
+    /// Most checks in one batch.
+    pub max_batch_checks: usize,
+    /// How long a verified key is trusted before being looked up again.
+    pub key_cache_ttl: Duration,
+    /// The URL clients reach this server at (for discovery documents); without it,
+    /// `http://<Host header>`.
+    pub public_url: Option<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            consistency_wait: Duration::from_secs(2),
+            max_tuples_per_write: 1000,
+            max_batch_checks: 100,
+            key_cache_ttl: Duration::from_secs(10),
+            public_url: None,
+        }
+    }
+}
+
+pub struct AppState {
+    pub db: Db,
+    pub limits: Limits,
+    pub metrics: Metrics,
+    orgs: RwLock<HashMap<String, Arc<RwLock<OrgData>>>>,
+    applied: watch::Sender<i64>,
+    apply_lock: tokio::sync::Mutex<()>,
+    /// Verified keys by SHA-256 of their token, with when they were verified.
+    key_cache: parking_lot::Mutex<HashMap<[u8; 32], (ApiKey, Instant)>>,
+}
+
+impl AppState {
+    /// Loads everything from storage.
+    pub async fn load(db: Db, limits: Limits) -> Result<AppState, StorageError> {
+        let started = Instant::now();
+        // Everything committed up to here is in the tables; later changes are
+        // replayed from the feed (replaying is harmless).
+        let from = db.current_revision().await?;
+        let state = AppState {
+            db,
+            limits,
+            metrics: Metrics::default(),
+            orgs: RwLock::new(HashMap::new()),
+            applied: watch::Sender::new(from),
+            apply_lock: tokio::sync::Mutex::new(()),
+            key_cache: parking_lot::Mutex::new(HashMap::new()),
+        };
+        for org in state.db.list_orgs().await? {
+            state.org_entry(&org.id);
+            state.reload_settings(&org.id).await?;
+        }
+        for m in state.db.all_models().await? {
+            state.add_model(&m.org_id, &m.id, &m.model_json);
+        }
+        let mut count = 0usize;
+        let mut bad = 0usize;
+        let mut stores: HashMap<String, TupleStore> = HashMap::new();
+        state
+            .db
+            .load_tuples(|org, key| {
+                let store = match stores.get_mut(org) {
+                    Some(s) => s,
+                    None => stores.entry(org.to_string()).or_default(),
+                };
+                match store.insert(&key) {
+                    Ok(_) => count += 1,
+                    Err(_) => bad += 1,
+                }
+            })
+            .await?;
+        for (org, tuples) in stores {
+            state.org_entry(&org).write().tuples = tuples;
+        }
+        if bad > 0 {
+            tracing::warn!(bad, "stored tuples that could not be loaded were skipped");
+        }
+        state.catch_up().await?;
+        tracing::info!(
+            tuples = count,
+            revision = state.applied(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "loaded"
+        );
+        Ok(state)
+    }
+
+    /// The revision memory has reached.
+    pub fn applied(&self) -> i64 {
+        *self.applied.borrow()
+    }
+
+    fn org_entry(&self, org: &str) -> Arc<RwLock<OrgData>> {
+        if let Some(e) = self.orgs.read().get(org) {
+            return e.clone();
+        }
+        self.orgs
+            .write()
+            .entry(org.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The organization's data, if it exists (in memory).
+    pub fn org(&self, org: &str) -> ApiResult<Arc<RwLock<OrgData>>> {
+        self.orgs
+            .read()
+            .get(org)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("organization `{org}` not found")))
+    }
+
+    fn add_model(&self, org: &str, id: &str, json: &str) {
+        let entry = self.org_entry(org);
+        if entry.read().models.iter().any(|(m, _)| m == id) {
+            return;
+        }
+        let compiled = warden_model::parse_json(json)
+            .map_err(|e| e.to_string())
+            .and_then(|schema| Model::new(schema).map_err(|e| e.to_string()));
+        match compiled {
+            Ok(model) => {
+                let mut data = entry.write();
+                data.models.push((id.to_string(), Arc::new(model)));
+            }
+            Err(e) => tracing::error!(org, model = id, error = %e, "stored model does not compile"),
+        }
+    }
+
+    async fn reload_settings(&self, org: &str) -> Result<(), StorageError> {
+        let settings = match self.db.org_settings(org).await? {
+            None => OrgSettings::default(),
+            Some(json) => serde_json::from_str(&json).unwrap_or_else(|e| {
+                tracing::error!(org, error = %e, "stored settings do not parse; using defaults");
+                OrgSettings::default()
+            }),
+        };
+        self.org_entry(org).write().settings = settings;
+        Ok(())
+    }
+
+    async fn apply(&self, c: &Change) -> Result<(), StorageError> {
+        match c.kind {
+            ChangeKind::Org => {
+                self.org_entry(&c.org_id);
+            }
+            ChangeKind::Model => {
+                if let Some(id) = &c.model_id {
+                    let m = self.db.model(&c.org_id, id).await?;
+                    self.add_model(&c.org_id, &m.id, &m.model_json);
+                }
+            }
+            ChangeKind::Settings => self.reload_settings(&c.org_id).await?,
+            ChangeKind::Write => {
+                if let Some(t) = &c.tuple {
+                    let entry = self.org_entry(&c.org_id);
+                    if let Err(e) = entry.write().tuples.insert(t) {
+                        tracing::warn!(org = %c.org_id, error = %e, "change not applied");
+                    }
+                }
+            }
+            ChangeKind::Delete => {
+                if let Some(t) = &c.tuple {
+                    let entry = self.org_entry(&c.org_id);
+                    let _ = entry.write().tuples.remove(t);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies every committed change memory has not seen yet; returns the revision
+    /// reached. One caller at a time; the others wait and then find little to do.
+    pub async fn catch_up(&self) -> Result<i64, StorageError> {
+        let _one_at_a_time = self.apply_lock.lock().await;
+        loop {
+            let from = self.applied();
+            let changes = self.db.changes(None, from, CHANGES_PAGE).await?;
+            let Some(last) = changes.last().map(|c| c.revision) else {
+                return Ok(from);
+            };
+            for c in &changes {
+                self.apply(c).await?;
+            }
+            let full = changes.len() == CHANGES_PAGE as usize;
+            // A full page may end inside a revision: count only the complete ones (the
+            // rest is read again; re-applying is harmless).
+            let done = if full { last - 1 } else { last };
+            if done > from {
+                self.applied.send_replace(done);
+            }
+            if !full {
+                return Ok(done.max(from));
+            }
+        }
+    }
+
+    /// Waits until memory has reached `revision`, catching up first; fails with
+    /// `revision_unavailable` after the configured bound.
+    pub async fn wait_for(&self, revision: i64) -> ApiResult<i64> {
+        if self.applied() >= revision {
+            return Ok(self.applied());
+        }
+        self.catch_up().await.map_err(ApiError::internal)?;
+        let mut rx = self.applied.subscribe();
+        let waited = tokio::time::timeout(
+            self.limits.consistency_wait,
+            rx.wait_for(|v| *v >= revision),
+        )
+        .await;
+        match waited {
+            Ok(Ok(v)) => Ok(*v),
+            _ => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "revision_unavailable",
+                format!(
+                    "revision {revision} not reached within {} ms (this node is at {})",
+                    self.limits.consistency_wait.as_millis(),
+                    self.applied()
+                ),
+            )),
+        }
+    }
+
+    /// Brings memory to the latest committed revision.
+    pub async fn wait_fully_consistent(&self) -> ApiResult<i64> {
+        let latest = self.db.current_revision().await?;
+        self.wait_for(latest).await
+    }
+
+    /// A key from the cache, if verified recently.
+    pub fn cached_key(&self, token_hash: &[u8; 32]) -> Option<ApiKey> {
+        let cache = self.key_cache.lock();
+        let (key, at) = cache.get(token_hash)?;
+        (at.elapsed() < self.limits.key_cache_ttl).then(|| key.clone())
+    }
+
+    pub fn cache_key(&self, token_hash: [u8; 32], key: ApiKey) {
+        let mut cache = self.key_cache.lock();
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(token_hash, (key, Instant::now()));
+    }
+
+    /// Forgets cached keys (after a revocation on this node).
+    pub fn forget_keys(&self) {
+        self.key_cache.lock().clear();
+    }
+
+    /// Follows other nodes' writes: wakes on PostgreSQL notifications, and polls.
+    pub async fn follow(self: Arc<Self>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut listener = if self.db.backend() == warden_storage::Backend::Postgres {
+            match sqlx::postgres::PgListener::connect(self.db.url()).await {
+                Ok(mut l) => match l.listen(crate::NOTIFY_CHANNEL).await {
+                    Ok(()) => Some(l),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN failed; polling only");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "no notification connection; polling only");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        loop {
+            let notified = async {
+                match listener.as_mut() {
+                    Some(l) => {
+                        if l.recv().await.is_err() {
+                            tokio::time::sleep(poll).await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = self.catch_up().await {
+                tracing::warn!(error = %e, "catch-up failed; retrying");
+            }
+        }
+    }
+}
