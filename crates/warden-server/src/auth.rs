@@ -79,3 +79,26 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         Ok(Caller(key))
     }
 }
+
+/// Checks, before the body is read, that the caller's key belongs to the organization
+/// in the path (any role). Handlers then check the role they need. This keeps a key of
+/// another organization from learning anything, even how a body would be parsed.
+pub struct OrgGate;
+
+impl FromRequestParts<Arc<AppState>> for OrgGate {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::bad_request("invalid path"))?;
+        if let Some((_, org)) = params.iter().find(|(k, _)| *k == "org") {
+            caller.require(org, Role::Checker)?;
+        }
+        Ok(OrgGate)
+    }
+}

@@ -203,6 +203,18 @@ impl AppState {
             .ok_or_else(|| ApiError::not_found(format!("organization `{org}` not found")))
     }
 
+    /// Like [`AppState::org`], but an organization this node has not heard of yet
+    /// (created on another node a moment ago) is looked for again after catching up.
+    pub async fn org_fresh(&self, org: &str) -> ApiResult<Arc<RwLock<OrgData>>> {
+        match self.org(org) {
+            Ok(o) => Ok(o),
+            Err(_) => {
+                self.catch_up().await.map_err(ApiError::internal)?;
+                self.org(org)
+            }
+        }
+    }
+
     fn add_model(&self, org: &str, id: &str, json: &str) {
         let entry = self.org_entry(org);
         if entry.read().models.iter().any(|(m, _)| m == id) {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use warden_storage::Role;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, OrgGate};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
 use crate::state::{AppState, OrgSettings};
@@ -65,6 +65,7 @@ pub async fn create_key(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(org): Path<String>,
+    _gate: OrgGate,
     Json(body): Json<CreateKey>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
@@ -103,6 +104,7 @@ pub async fn put_settings(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(org): Path<String>,
+    _gate: OrgGate,
     Json(settings): Json<OrgSettings>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
@@ -119,7 +121,7 @@ pub async fn get_settings(
     Path(org): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
-    let data = state.org(&org)?;
+    let data = state.org_fresh(&org).await?;
     let settings = data.read().settings.clone();
     Ok(axum::Json(settings))
 }

@@ -180,7 +180,7 @@ pub async fn evaluation(
     Json(ev): Json<Evaluation>,
 ) -> ApiResult<impl IntoResponse> {
     let org = org_of(&caller, &headers)?;
-    let data = state.org(&org)?;
+    let data = state.org_fresh(&org).await?;
     let data = data.read();
     let model = data.model(None)?;
     let d = decide(model, &data.tuples, &data.settings, &ev);
@@ -224,7 +224,7 @@ pub async fn evaluations(
             "unknown evaluations_semantic `{semantic}`"
         )));
     }
-    let data = state.org(&org)?;
+    let data = state.org_fresh(&org).await?;
     let data = data.read();
     let model = data.model(None)?;
     let items = match &body.evaluations {
@@ -301,7 +301,7 @@ pub async fn search_subject(
         .as_ref()
         .ok_or_else(|| ApiError::bad_request("action is required"))?;
     let obj = object(&body.resource, "resource")?;
-    let data = state.org(&org)?;
+    let data = state.org_fresh(&org).await?;
     let data = data.read();
     let model = data.model(None)?;
     let users = Engine::new(model, &data.tuples).list_users(&ListUsersRequest {
@@ -331,7 +331,7 @@ pub async fn search_resource(
         .action
         .as_ref()
         .ok_or_else(|| ApiError::bad_request("action is required"))?;
-    let data = state.org(&org)?;
+    let data = state.org_fresh(&org).await?;
     let data = data.read();
     let model = data.model(None)?;
     let objects = Engine::new(model, &data.tuples).list_objects(&ListObjectsRequest {
@@ -356,7 +356,7 @@ pub async fn search_action(
     let org = org_of(&caller, &headers)?;
     let obj = object(&body.resource, "resource")?;
     let user = object(&body.subject, "subject")?;
-    let data = state.org(&org)?;
+    let data = state.org_fresh(&org).await?;
     let data = data.read();
     let model = data.model(None)?;
     let candidates: Vec<String> = match data.settings.authzen.actions.get(&body.resource.type_name)

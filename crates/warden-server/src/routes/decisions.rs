@@ -14,7 +14,7 @@ use warden_engine::{
 use warden_storage::Role;
 
 use super::{Consistency, settle};
-use crate::auth::Caller;
+use crate::auth::{Caller, OrgGate};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
 use crate::state::AppState;
@@ -42,11 +42,12 @@ pub async fn check(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(org): Path<String>,
+    _gate: OrgGate,
     Json(body): Json<CheckBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
     settle(&state, body.consistency).await?;
-    let data = state.org(&org)?;
+    let data = state.org_fresh(&org).await?;
     let revision = state.applied();
     let data = data.read();
     let model = data.model(body.model_id.as_deref())?;
@@ -110,6 +111,7 @@ pub async fn batch_check(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(org): Path<String>,
+    _gate: OrgGate,
     Json(body): Json<BatchBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
@@ -120,7 +122,7 @@ pub async fn batch_check(
         )));
     }
     settle(&state, body.consistency).await?;
-    let data = state.org(&org)?;
+    let data = state.org_fresh(&org).await?;
     let revision = state.applied();
     let data = data.read();
     let model = data.model(body.model_id.as_deref())?;
@@ -183,11 +185,12 @@ pub async fn list_objects(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(org): Path<String>,
+    _gate: OrgGate,
     Json(body): Json<ListObjectsBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
     settle(&state, body.consistency).await?;
-    let data = state.org(&org)?;
+    let data = state.org_fresh(&org).await?;
     let revision = state.applied();
     let data = data.read();
     let model = data.model(body.model_id.as_deref())?;
@@ -224,6 +227,7 @@ pub async fn list_users(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(org): Path<String>,
+    _gate: OrgGate,
     Json(body): Json<ListUsersBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
@@ -233,7 +237,7 @@ pub async fn list_users(
         ));
     }
     settle(&state, body.consistency).await?;
-    let data = state.org(&org)?;
+    let data = state.org_fresh(&org).await?;
     let revision = state.applied();
     let data = data.read();
     let model = data.model(body.model_id.as_deref())?;
@@ -268,11 +272,12 @@ pub async fn expand(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(org): Path<String>,
+    _gate: OrgGate,
     Json(body): Json<ExpandBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
     settle(&state, body.consistency).await?;
-    let data = state.org(&org)?;
+    let data = state.org_fresh(&org).await?;
     let revision = state.applied();
     let data = data.read();
     let model = data.model(body.model_id.as_deref())?;

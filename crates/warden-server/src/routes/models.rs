@@ -10,7 +10,7 @@ use serde_json::json;
 use warden_model::ModelError;
 use warden_storage::Role;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, OrgGate};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
 use crate::state::AppState;
@@ -50,10 +50,11 @@ pub async fn write_model(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(org): Path<String>,
+    _gate: OrgGate,
     Json(body): Json<WriteModel>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Writer)?;
-    state.org(&org)?;
+    state.org_fresh(&org).await?;
     let schema = match (body.dsl, body.model) {
         (Some(dsl), None) => {
             let errors = warden_model::validate_dsl(&dsl);
@@ -98,7 +99,7 @@ pub async fn list_models(
     Path(org): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
-    state.org(&org)?;
+    state.org_fresh(&org).await?;
     let models: Vec<_> = state
         .db
         .models(&org)
@@ -116,7 +117,7 @@ pub async fn get_model(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
-    state.org(&org)?;
+    state.org_fresh(&org).await?;
     let id = if id == "latest" {
         state
             .db

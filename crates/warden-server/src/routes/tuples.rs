@@ -12,7 +12,7 @@ use serde_json::json;
 use warden_engine::TupleKey;
 use warden_storage::{ReadFilter, Role};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, OrgGate};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
 use crate::state::AppState;
@@ -62,7 +62,7 @@ async fn apply(
         }
     }
     {
-        let data = state.org(org)?;
+        let data = state.org_fresh(org).await?;
         let data = data.read();
         let model = data.model(None)?;
         for t in &writes {
@@ -83,6 +83,7 @@ pub async fn write(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(org): Path<String>,
+    _gate: OrgGate,
     Json(body): Json<WriteBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Writer)?;
@@ -94,6 +95,7 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(org): Path<String>,
+    _gate: OrgGate,
     Json(body): Json<DeleteBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Writer)?;
@@ -116,10 +118,11 @@ pub async fn read(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(org): Path<String>,
+    _gate: OrgGate,
     Json(body): Json<ReadBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Writer)?;
-    state.org(&org)?;
+    state.org_fresh(&org).await?;
     let page = state
         .db
         .read_tuples(
@@ -149,7 +152,7 @@ pub async fn changes(
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Writer)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    state.org(&org)?;
+    state.org_fresh(&org).await?;
     let page_size = q.page_size.unwrap_or(100).clamp(1, 1000);
     let mut changes = state.db.changes(Some(&org), q.after, page_size).await?;
     // End a full page on a whole revision, so `next_after` never splits one.
