@@ -168,8 +168,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         let server = warden_server::start(s.config).await?;
         println!("warden listening on http://{}", server.local_addr);
-        if let Some(key) = &server.bootstrap_key {
-            println!("bootstrap admin key (shown once; store it now): {key}");
+        match &server.bootstrap_key {
+            Some(key) => println!("bootstrap admin key (shown once; store it now): {key}"),
+            None => println!("admin key: already set up (create more with an admin key)"),
         }
         wait_for_signal().await;
         tracing::info!("shutting down");

@@ -1,0 +1,218 @@
+//! The real `warden serve` process: what it prints, its settings precedence (file <
+//! env < flag), and durability (an acknowledged write survives SIGKILL).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test fixtures fail loudly"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+struct Running {
+    child: Child,
+    addr: String,
+    key: Option<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn data_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("warden-serve-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Starts `warden serve` in `dir` and reads its address (and bootstrap key) from stdout.
+fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("WARDEN_LISTEN")
+        .env("WARDEN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .strip_prefix("warden listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_string();
+    // The second line gives the bootstrap key, or says there is none to give.
+    let second = lines.next().unwrap().unwrap();
+    let key = second
+        .split_whitespace()
+        .last()
+        .filter(|k| k.starts_with("wdn_"))
+        .map(str::to_string);
+    Running { child, addr, key }
+}
+
+async fn post(addr: &str, key: &str, path: &str, body: Value) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill() {
+    let dir = data_dir("durable");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut s = serve(&dir, &["--listen", &listen], &[]);
+    assert!(
+        dir.join("warden-data/warden.db").is_file(),
+        "SQLite under ./warden-data by default"
+    );
+    let key = s.key.clone().expect("bootstrap key printed on first start");
+    assert!(key.starts_with("wdn_"), "{key}");
+    let addr = s.addr.clone();
+    let (st, _) = post(&addr, &key, "/v1/orgs", json!({"id": "acme"})).await;
+    assert_eq!(st, 201);
+    let (st, _) = post(
+        &addr,
+        &key,
+        "/v1/orgs/acme/models",
+        json!({"dsl": "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define viewer: [user]\n"}),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let (st, w) = post(
+        &addr,
+        &key,
+        "/v1/orgs/acme/tuples/write",
+        json!({"writes": [{"user": "user:anne", "relation": "viewer", "object": "doc:1"}]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{w}");
+    // A batch that fails validation leaves nothing behind.
+    let (st, _) = post(
+        &addr,
+        &key,
+        "/v1/orgs/acme/tuples/write",
+        json!({"writes": [
+            {"user": "user:bob", "relation": "viewer", "object": "doc:2"},
+            {"user": "user:bob", "relation": "nosuch", "object": "doc:2"}
+        ]}),
+    )
+    .await;
+    assert_eq!(st, 400);
+    s.child.kill().unwrap(); // SIGKILL: no shutdown, no flush.
+    s.child.wait().unwrap();
+
+    let mut s = serve(&dir, &["--listen", &listen], &[]);
+    assert!(s.key.is_none(), "no second bootstrap key");
+    let check = |user: &str, obj: &str| json!({"user": user, "relation": "viewer", "object": obj});
+    let (_, r) = post(
+        &s.addr,
+        &key,
+        "/v1/orgs/acme/check",
+        check("user:anne", "doc:1"),
+    )
+    .await;
+    assert_eq!(
+        r["allowed"],
+        json!(true),
+        "the acknowledged write survived: {r}"
+    );
+    let (_, r) = post(
+        &s.addr,
+        &key,
+        "/v1/orgs/acme/check",
+        check("user:bob", "doc:2"),
+    )
+    .await;
+    assert_eq!(
+        r["allowed"],
+        json!(false),
+        "the failed batch left nothing: {r}"
+    );
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn settings_come_from_file_then_env_then_flags() {
+    let dir = data_dir("settings");
+    let (pf, pe, pl) = (free_port(), free_port(), free_port());
+    std::fs::write(
+        dir.join("warden.toml"),
+        format!("listen = \"127.0.0.1:{pf}\"\ndata_dir = \"from-file\"\n"),
+    )
+    .unwrap();
+    let file = dir.join("warden.toml");
+    let file = file.to_str().unwrap();
+
+    let mut s = serve(&dir, &["--config", file], &[]);
+    assert_eq!(s.addr, format!("127.0.0.1:{pf}"), "the file applies");
+    assert!(dir.join("from-file/warden.db").is_file());
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+
+    let env_listen = format!("127.0.0.1:{pe}");
+    let mut s = serve(&dir, &["--config", file], &[("WARDEN_LISTEN", &env_listen)]);
+    assert_eq!(s.addr, env_listen, "env beats the file");
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+
+    let flag_listen = format!("127.0.0.1:{pl}");
+    let mut s = serve(
+        &dir,
+        &["--config", file, "--listen", &flag_listen],
+        &[("WARDEN_LISTEN", &env_listen)],
+    );
+    assert_eq!(s.addr, flag_listen, "the flag beats env");
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+
+    // A bad config file is a clear error, not a crash.
+    std::fs::write(dir.join("bad.toml"), "listen = 5\nnope = true\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--config", dir.join("bad.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid config file"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let dir = data_dir("sigterm");
+    let port = free_port();
+    let s = serve(&dir, &["--listen", &format!("127.0.0.1:{port}")], &[]);
+    let pid = s.child.id();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = s.child;
+    let out = child.wait().unwrap();
+    assert_eq!(out.code(), Some(0), "graceful shutdown exits 0");
+    let _ = std::fs::remove_dir_all(dir);
+}
