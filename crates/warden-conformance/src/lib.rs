@@ -37,6 +37,27 @@ pub fn openfga_root() -> anyhow::Result<Option<PathBuf>> {
     Ok(None)
 }
 
+/// The AuthZEN interop folder (`WARDEN_AUTHZEN_CONFORMANCE` or
+/// `../shared/conformance/authzen`), or `None` (after a loud message) when absent
+/// outside CI.
+pub fn authzen_root() -> anyhow::Result<Option<PathBuf>> {
+    let dir = match std::env::var_os("WARDEN_AUTHZEN_CONFORMANCE") {
+        Some(d) => PathBuf::from(d),
+        None => workspace_root().join("../shared/conformance/authzen"),
+    };
+    if dir.is_dir() {
+        return Ok(Some(dir));
+    }
+    if std::env::var_os("CI").is_some() {
+        anyhow::bail!("AuthZEN conformance data not found at {}", dir.display());
+    }
+    eprintln!(
+        "\n!!! SKIPPING AuthZEN interop: no data at {} (set WARDEN_AUTHZEN_CONFORMANCE) !!!\n",
+        dir.display()
+    );
+    Ok(None)
+}
+
 /// One case that is allowed to fail, with the reason it does.
 #[derive(Debug, Clone, Deserialize)]
 pub struct KnownDifference {
