@@ -217,3 +217,156 @@ fn sigterm_shuts_down_cleanly() {
     assert_eq!(out.code(), Some(0), "graceful shutdown exits 0");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Runs the `warden` CLI against a server; returns (exit code, stdout, stderr).
+fn cli(server: &str, key: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .env("WARDEN_SERVER", format!("http://{server}"))
+        .env("WARDEN_API_KEY", key)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_drives_a_server() {
+    let dir = data_dir("cli");
+    let mut s = serve(
+        &dir,
+        &["--listen", &format!("127.0.0.1:{}", free_port())],
+        &[],
+    );
+    let admin = s.key.clone().unwrap();
+    let addr = s.addr.clone();
+    std::fs::write(
+        dir.join("m.fga"),
+        "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define viewer: [user]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("t.yaml"),
+        "- user: user:bob\n  relation: viewer\n  object: doc:2\n- user: user:carl\n  relation: viewer\n  object: doc:2\n",
+    )
+    .unwrap();
+    let (code, out, err) = cli(&addr, &admin, &["org", "create", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created organization"), "{out}");
+    let (code, out, _) = cli(
+        &addr,
+        &admin,
+        &[
+            "key", "create", "--org", "acme", "--role", "writer", "--json",
+        ],
+    );
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let writer = v["token"].as_str().unwrap().to_string();
+    let m = dir.join("m.fga");
+    let (code, out, err) = cli(
+        &addr,
+        &writer,
+        &["model", "write", "--org", "acme", m.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("is current"), "{out}");
+    let (code, _, err) = cli(
+        &addr,
+        &writer,
+        &[
+            "tuple",
+            "write",
+            "--org",
+            "acme",
+            "user:anne",
+            "viewer",
+            "doc:1",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let t = dir.join("t.yaml");
+    let (code, out, err) = cli(
+        &addr,
+        &writer,
+        &[
+            "tuple",
+            "write",
+            "--org",
+            "acme",
+            "--file",
+            t.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("wrote 2 tuples"), "{out}");
+    let (code, out, _) = cli(
+        &addr,
+        &writer,
+        &["tuple", "read", "--org", "acme", "--object", "doc:2"],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let (code, out, _) = cli(
+        &addr,
+        &writer,
+        &["check", "--org", "acme", "user:anne", "viewer", "doc:1"],
+    );
+    assert_eq!((code, out.trim()), (0, "allowed"));
+    let (code, out, _) = cli(
+        &addr,
+        &writer,
+        &["check", "--org", "acme", "user:zed", "viewer", "doc:1"],
+    );
+    assert_eq!((code, out.trim()), (1, "denied"));
+    let (code, out, _) = cli(
+        &addr,
+        &writer,
+        &[
+            "tuple",
+            "delete",
+            "--org",
+            "acme",
+            "user:anne",
+            "viewer",
+            "doc:1",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0);
+    let rev = serde_json::from_str::<Value>(&out).unwrap()["revision"]
+        .as_i64()
+        .unwrap();
+    let (code, _, _) = cli(
+        &addr,
+        &writer,
+        &[
+            "check",
+            "--org",
+            "acme",
+            "user:anne",
+            "viewer",
+            "doc:1",
+            "--at-least-revision",
+            &rev.to_string(),
+        ],
+    );
+    assert_eq!(code, 1);
+    // Errors: the server's code and message, exit 2.
+    let (code, _, err) = cli(
+        &addr,
+        "wdn_bad",
+        &["check", "--org", "acme", "user:anne", "viewer", "doc:1"],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("401 unauthenticated"), "{err}");
+    let (code, _, err) = cli(&addr, &writer, &["org", "create", "other"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("403 forbidden"), "{err}");
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch to one module per group.
 
+mod client;
 mod model;
 mod serve;
 
@@ -22,6 +23,34 @@ pub enum Command {
     Model(model::ModelCommand),
     /// Run the server (embedded SQLite in ./warden-data by default).
     Serve(serve::ServeArgs),
+    /// Organizations on a server.
+    Org {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::OrgCommand,
+    },
+    /// API keys of an organization.
+    Key {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::KeyCommand,
+    },
+    /// Relationship tuples on a server.
+    Tuple {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::TupleCommand,
+    },
+    /// Ask a server whether USER has RELATION on OBJECT (exit 0 allowed, 1 denied).
+    Check {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(flatten)]
+        args: client::CheckArgs,
+    },
 }
 
 /// Runs a parsed command line; the exit code is the command's verdict.
@@ -29,5 +58,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Model(cmd) => model::run(cmd),
         Command::Serve(args) => serve::run(args),
+        Command::Org { conn, cmd } => client::org(conn, cmd),
+        Command::Key { conn, cmd } => client::key(conn, cmd),
+        Command::Tuple { conn, cmd } => client::tuple(conn, cmd),
+        Command::Check { conn, args } => client::check(conn, args),
     }
 }

@@ -26,6 +26,16 @@ pub enum ModelCommand {
         #[arg(long, value_enum)]
         to: Option<Form>,
     },
+    /// Store a model on a server (validated here first); it becomes the current one.
+    Write {
+        #[command(flatten)]
+        conn: super::client::Conn,
+        /// The organization.
+        #[arg(long)]
+        org: String,
+        /// The model file (`.fga`, `.json` or `fga.mod`).
+        file: PathBuf,
+    },
     /// Run policy tests in the `fga model test` format (`.fga.yaml`).
     ///
     /// Exit status: 0 all assertions passed, 1 some failed, 2 a file is invalid.
@@ -50,6 +60,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<ExitCode> {
         ModelCommand::Validate { file } => validate(&file),
         ModelCommand::Transform { file, to } => transform(&file, to),
         ModelCommand::Test { files, json } => test(&files, json),
+        ModelCommand::Write { conn, org, file } => super::client::model_write(conn, &org, &file),
     }
 }
 
