@@ -15,38 +15,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use warden_bench::{Dataset, Rng, USERS_PER_ORG, generate, load, rss_bytes};
-use warden_engine::{
-    CheckRequest, Context, Engine, ListObjectsRequest, ListUsersRequest, Model, TupleStore,
-    UserFilter,
-};
+use warden_engine::{Engine, ListObjectsRequest, ListUsersRequest, Model, TupleStore, UserFilter};
 
 fn model() -> Model {
     let schema = serde_json::from_str(warden_bench::MODEL_JSON).expect("benchmark model parses");
     Model::new(schema).expect("benchmark model compiles")
-}
-
-fn context() -> Context {
-    let mut c = Context::new();
-    c.insert("current_time".into(), "2026-11-24T00:00:00Z".into());
-    c
-}
-
-/// Random checks of `document#can_view` within one organization.
-fn sample_checks(ds: &Dataset, n: usize, seed: u64) -> Vec<CheckRequest> {
-    let mut rng = Rng(seed);
-    let docs_per_org = 27 * warden_bench::DOCS_PER_LEAF;
-    (0..n)
-        .map(|_| {
-            let o = rng.below(ds.orgs);
-            let mut req = CheckRequest::new(
-                format!("user:o{o}u{}", rng.below(USERS_PER_ORG)),
-                "can_view",
-                format!("document:o{o}d{}", rng.below(docs_per_org)),
-            );
-            req.context = context();
-            req
-        })
-        .collect()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -68,7 +41,7 @@ fn report(n: usize) -> (Model, TupleStore, Dataset) {
     let tuples = store.len();
     let engine = Engine::new(&model, &store);
 
-    let reqs = sample_checks(&ds, 200_000, 42);
+    let reqs = warden_bench::sample_checks(&ds, 200_000, 42);
     let mut allowed = Vec::new();
     let mut denied = Vec::new();
     let mut errors = 0;
@@ -96,7 +69,7 @@ fn report(n: usize) -> (Model, TupleStore, Dataset) {
             user: format!("user:o{o}u{}", rng.below(USERS_PER_ORG)),
             relation: "can_view".into(),
             object_type: "document".into(),
-            context: context(),
+            context: warden_bench::context(),
             contextual_tuples: vec![],
         };
         let t = Instant::now();
@@ -112,7 +85,7 @@ fn report(n: usize) -> (Model, TupleStore, Dataset) {
             object: format!("document:o{o}d{}", rng.below(270)),
             relation: "can_view".into(),
             user_filters: vec![UserFilter::parse("user")],
-            context: context(),
+            context: warden_bench::context(),
             contextual_tuples: vec![],
         };
         let t = Instant::now();
@@ -164,7 +137,7 @@ fn main() {
     for n in sizes {
         let (model, store, ds) = report(n);
         let engine = Engine::new(&model, &store);
-        let reqs = sample_checks(&ds, 4096, 99);
+        let reqs = warden_bench::sample_checks(&ds, 4096, 99);
         let mut group = c.benchmark_group("engine");
         group.measurement_time(Duration::from_secs(3));
         group.bench_function(BenchmarkId::new("check_random", n), |b| {
@@ -178,7 +151,7 @@ fn main() {
             user: "user:o0u1".into(),
             relation: "can_view".into(),
             object_type: "document".into(),
-            context: context(),
+            context: warden_bench::context(),
             contextual_tuples: vec![],
         };
         group.bench_function(BenchmarkId::new("list_objects", n), |b| {
@@ -188,7 +161,7 @@ fn main() {
             object: "document:o0d5".into(),
             relation: "can_view".into(),
             user_filters: vec![UserFilter::parse("user")],
-            context: context(),
+            context: warden_bench::context(),
             contextual_tuples: vec![],
         };
         group.bench_function(BenchmarkId::new("list_users", n), |b| {

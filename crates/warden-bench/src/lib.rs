@@ -212,3 +212,28 @@ pub fn rss_bytes() -> Option<usize> {
     let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// The request context the benchmark model's conditions need.
+pub fn context() -> warden_engine::Context {
+    let mut c = warden_engine::Context::new();
+    c.insert("current_time".into(), "2026-11-24T00:00:00Z".into());
+    c
+}
+
+/// `n` random checks of `document#can_view` within one organization each.
+pub fn sample_checks(ds: &Dataset, n: usize, seed: u64) -> Vec<warden_engine::CheckRequest> {
+    let mut rng = Rng(seed);
+    let docs_per_org = 27 * DOCS_PER_LEAF;
+    (0..n)
+        .map(|_| {
+            let o = rng.below(ds.orgs);
+            let mut req = warden_engine::CheckRequest::new(
+                format!("user:o{o}u{}", rng.below(USERS_PER_ORG)),
+                "can_view",
+                format!("document:o{o}d{}", rng.below(docs_per_org)),
+            );
+            req.context = context();
+            req
+        })
+        .collect()
+}

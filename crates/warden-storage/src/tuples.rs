@@ -375,6 +375,9 @@ impl Db {
         // Read the revision first: tuples committed after it are replayed from the
         // changes feed, and applying a write twice is harmless.
         let revision = self.current_revision().await?;
+        if self.backend == crate::Backend::Sqlite {
+            return self.load_tuples_sqlite(f).await.map(|()| revision);
+        }
         let mut rows = sqlx::query(
             "SELECT org_id, object_type, object_id, relation, subject, condition_name, condition_context FROM tuples",
         )
@@ -394,5 +397,45 @@ impl Db {
             f(&org, key);
         }
         Ok(revision)
+    }
+
+    /// SQLite hands rows one at a time across a thread; a million such hand-offs cost
+    /// seconds. So the database packs 10,000 tuples per row, one per line, fields
+    /// separated by tabs (no stored field can hold a tab or a newline: ids and names
+    /// refuse whitespace, and the context is compact JSON, which escapes both).
+    async fn load_tuples_sqlite(&self, mut f: impl FnMut(&str, TupleKey)) -> Result<()> {
+        use futures_util::StreamExt;
+        let mut rows = sqlx::query(
+            "SELECT org_id, group_concat(line, char(10)) FROM (
+                SELECT org_id, rowid AS r,
+                       object_type || ':' || object_id || char(9) || relation || char(9) || subject
+                       || char(9) || coalesce(condition_name, '') || char(9)
+                       || coalesce(condition_context, '') AS line
+                FROM tuples)
+             GROUP BY org_id, r / 10000",
+        )
+        .fetch(self.pool());
+        while let Some(r) = rows.next().await {
+            let r = r?;
+            let org: String = r.try_get(0)?;
+            let packed: String = r.try_get(1)?;
+            for line in packed.split('\n') {
+                let mut p = line.split('\t');
+                let (Some(obj), Some(rel), Some(user), Some(cond), Some(ctx)) =
+                    (p.next(), p.next(), p.next(), p.next(), p.next())
+                else {
+                    return Err(StorageError::Corrupt(format!("packed tuple `{line}`")));
+                };
+                let key = to_key(
+                    obj.to_string(),
+                    rel.to_string(),
+                    user.to_string(),
+                    (!cond.is_empty()).then(|| cond.to_string()),
+                    (!ctx.is_empty()).then(|| ctx.to_string()),
+                )?;
+                f(&org, key);
+            }
+        }
+        Ok(())
     }
 }
