@@ -255,6 +255,11 @@ async fn suite(db: Db) {
         .unwrap();
     assert_eq!(rev, db.current_revision().await.unwrap());
     assert_eq!(loaded.len(), 4);
+    assert!(
+        loaded.iter().any(|(o, k)| o == "acme" && *k == cond),
+        "conditions and their context load back exactly"
+    );
+    assert!(loaded.iter().any(|(o, _)| o == "other"));
 
     // API keys: shown once, verified by hash, revocable, scoped.
     assert!(!db.has_admin_key().await.unwrap());
