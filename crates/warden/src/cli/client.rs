@@ -189,7 +189,8 @@ pub fn org(conn: Conn, cmd: OrgCommand) -> anyhow::Result<ExitCode> {
             c.show(&v, |v| {
                 format!(
                     "created organization {} (revision {})",
-                    v["id"], v["revision"]
+                    v["id"].as_str().unwrap_or(""),
+                    v["revision"]
                 )
             });
         }
