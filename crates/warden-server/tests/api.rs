@@ -245,6 +245,44 @@ async fn suite(url: &str) {
             "{method} {path}: {b}"
         );
     }
+    // AuthZEN takes the organization from the key: another organization's key sees
+    // only its own data, and cannot name someone else's organization.
+    let eval = json!({"subject": {"type": "user", "id": "bob"}, "action": {"name": "member"},
+                      "resource": {"type": "group", "id": "eng"}});
+    let (s, b) = acme.post("/access/v1/evaluation", eval.clone()).await;
+    assert_eq!((s, &b), (200, &json!({"decision": true})), "{b}");
+    let (s, b) = other.post("/access/v1/evaluation", eval.clone()).await;
+    assert_eq!((s, &b), (200, &json!({"decision": false})), "{b}");
+    let res = reqwest::Client::new()
+        .post(format!("{}/access/v1/evaluation", other.base))
+        .bearer_auth(&other.key)
+        .header("x-warden-org", "acme")
+        .json(&eval)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    let (s, b) = admin.post("/access/v1/evaluation", eval.clone()).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (400, Some("invalid_request")),
+        "admin must name an org: {b}"
+    );
+    let (s, b) = acme
+        .post_raw("/access/v1/evaluation", "{\"subject\":")
+        .await;
+    assert_eq!((s, b["code"].as_str()), (400, Some("invalid_json")), "{b}");
+    let (s, b) = acme
+        .post(
+            "/access/v1/evaluation",
+            json!({"subject": {"type": "user", "id": "bob"},
+            "action": {"name": "nosuch"}, "resource": {"type": "group", "id": "eng"}}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(b["decision"], json!(false));
+    assert!(b["context"]["reason_admin"]["code"].is_string(), "{b}");
+
     let (_, b) = acme
         .post(
             "/v1/orgs/acme/keys",
