@@ -10,7 +10,7 @@ use crate::condition::Context;
 use crate::error::EngineError;
 
 /// A relationship tuple in its external (string) form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct TupleKey {
     pub user: String,
     pub relation: String,
@@ -53,7 +53,7 @@ impl std::fmt::Display for TupleKey {
 }
 
 /// The condition attached to a tuple and the context stored with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct TupleCondition {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 const CHANGES_PAGE: u32 = 5000;
 
 /// Per-organization settings (a JSON document stored with the organization).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgSettings {
     #[serde(default)]
@@ -33,7 +33,7 @@ pub struct OrgSettings {
 }
 
 /// How AuthZEN requests map onto the model.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthzenSettings {
     /// For resources of a type, tuples that hold for *every* resource of that type
@@ -47,7 +47,7 @@ pub struct AuthzenSettings {
     pub actions: HashMap<String, Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceLink {
     pub relation: String,

@@ -416,7 +416,21 @@ async fn suite(url: &str) {
     // The OpenAPI document lists every route, and every listed route is served.
     let (_, doc) = admin.get("/openapi.json").await;
     assert_eq!(doc["openapi"], json!("3.1.0"));
-    for (method, path, _, _) in warden_server::openapi::ROUTES {
+    let check_body = &doc["paths"]["/v1/orgs/{org}/check"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    let name = check_body["$ref"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    let props = &doc["components"]["schemas"][name]["properties"];
+    assert!(
+        props["user"].is_object() && props["consistency"].is_object(),
+        "{props}"
+    );
+    for route in warden_server::routes::ROUTES {
+        let (method, path) = (&route.method, &route.path);
         assert!(doc["paths"][*path][*method].is_object(), "{method} {path}");
         let concrete = path.replace("{org}", "acme").replace("{id}", "x");
         let (s, b) = match *method {

@@ -12,7 +12,9 @@ use subtle::ConstantTimeEq;
 use crate::{Db, Result, StorageError, now_ms};
 
 /// What a key may do. Each role includes the ones below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Check, list, expand, AuthZEN evaluations; read models.

@@ -49,7 +49,7 @@ pub struct Change {
 }
 
 /// Which tuples a read returns; every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadFilter {
     /// `type` or `type:id`.

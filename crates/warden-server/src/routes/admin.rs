@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
 use crate::state::{AppState, OrgSettings};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
     id: String,
@@ -53,7 +53,7 @@ pub async fn get_org(
     Ok(axum::Json(o))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     role: Role,

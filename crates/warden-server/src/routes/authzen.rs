@@ -28,7 +28,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
 use crate::state::{AppState, OrgSettings};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct Entity {
     #[serde(rename = "type")]
     type_name: String,
@@ -38,14 +38,14 @@ pub struct Entity {
     properties: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct Action {
     name: String,
     #[serde(default)]
     properties: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct Evaluation {
     #[serde(default)]
     subject: Option<Entity>,
@@ -192,7 +192,7 @@ pub async fn evaluation(
     Ok(axum::Json(to_decision(&state, d)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct Evaluations {
     #[serde(flatten)]
     defaults: Evaluation,
@@ -264,7 +264,7 @@ pub async fn evaluations(
     Ok(axum::Json(json!({ "evaluations": out })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct SearchBody {
     subject: Entity,
     #[serde(default)]

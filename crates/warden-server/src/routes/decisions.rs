@@ -19,7 +19,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
     user: String,
@@ -73,7 +73,7 @@ pub async fn check(
     Ok(axum::Json(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchItem {
     #[serde(default)]
@@ -87,7 +87,7 @@ pub struct BatchItem {
     contextual_tuples: Vec<TupleKey>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
     checks: Vec<BatchItem>,
@@ -164,7 +164,7 @@ pub async fn batch_check(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListObjectsBody {
     user: String,
@@ -206,7 +206,7 @@ pub async fn list_objects(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListUsersBody {
     object: String,
@@ -255,7 +255,7 @@ pub async fn list_users(
     Ok(axum::Json(json!({"users": users, "revision": revision})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpandBody {
     object: String,

@@ -15,14 +15,13 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
 use serde::Deserialize;
 
 use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// How fresh an answer must be.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Consistency {
     /// Answer from what this node has (the default).
@@ -44,53 +43,71 @@ pub(crate) async fn settle(state: &AppState, consistency: Option<Consistency>) -
     }
 }
 
+/// Declares every route once: the router is built from this list, and so is the
+/// OpenAPI document ([`ROUTES`]), so neither can miss a route the other has.
+macro_rules! api {
+    ($( $method:ident $path:literal => $handler:path [$($body:ty)?], $summary:literal, $role:literal; )*) => {
+        /// Every route.
+        pub const ROUTES: &[Route] = &[ $( Route {
+            method: stringify!($method),
+            path: $path,
+            summary: $summary,
+            role: $role,
+            body: |_g| { $( return Some(_g.subschema_for::<$body>()); )? #[allow(unreachable_code)] None },
+        }, )* ];
+
+        fn api_router() -> Router<Arc<AppState>> {
+            Router::new() $( .route($path, axum::routing::$method($handler)) )*
+        }
+    };
+}
+
+/// One route of the API, as the router serves it and the OpenAPI document lists it.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    /// The role the route needs (`none`, `checker`, `writer`, `admin`, `server admin`).
+    pub role: &'static str,
+    /// The JSON schema of the request body, if the route takes one.
+    pub body: fn(&mut schemars::SchemaGenerator) -> Option<schemars::Schema>,
+}
+
+api! {
+    post "/v1/orgs" => admin::create_org [admin::CreateOrg], "Create an organization", "server admin";
+    get "/v1/orgs" => admin::list_orgs [], "List organizations", "server admin";
+    get "/v1/orgs/{org}" => admin::get_org [], "Read an organization", "checker";
+    post "/v1/orgs/{org}/keys" => admin::create_key [admin::CreateKey], "Create an API key (its token is shown once)", "admin";
+    get "/v1/orgs/{org}/keys" => admin::list_keys [], "List API keys", "admin";
+    delete "/v1/orgs/{org}/keys/{id}" => admin::revoke_key [], "Revoke an API key", "admin";
+    put "/v1/orgs/{org}/settings" => admin::put_settings [crate::state::OrgSettings], "Replace the organization's settings", "admin";
+    get "/v1/orgs/{org}/settings" => admin::get_settings [], "Read the organization's settings", "checker";
+    post "/v1/orgs/{org}/models" => models::write_model [models::WriteModel], "Write a model (DSL or JSON); it becomes current", "writer";
+    get "/v1/orgs/{org}/models" => models::list_models [], "List models, newest first", "checker";
+    get "/v1/orgs/{org}/models/{id}" => models::get_model [], "Read a model (`latest` for the current one)", "checker";
+    post "/v1/orgs/{org}/tuples/write" => tuples::write [tuples::WriteBody], "Write and delete tuples atomically", "writer";
+    post "/v1/orgs/{org}/tuples/delete" => tuples::delete [tuples::DeleteBody], "Delete tuples atomically", "writer";
+    post "/v1/orgs/{org}/tuples/read" => tuples::read [tuples::ReadBody], "Read tuples with filters and pagination", "writer";
+    get "/v1/orgs/{org}/tuples/changes" => tuples::changes [], "The changes feed", "writer";
+    post "/v1/orgs/{org}/check" => decisions::check [decisions::CheckBody], "Check one relationship", "checker";
+    post "/v1/orgs/{org}/batch-check" => decisions::batch_check [decisions::BatchBody], "Check up to 100 relationships", "checker";
+    post "/v1/orgs/{org}/list-objects" => decisions::list_objects [decisions::ListObjectsBody], "Objects of a type the user has a relation on", "checker";
+    post "/v1/orgs/{org}/list-users" => decisions::list_users [decisions::ListUsersBody], "Users that have a relation on an object", "checker";
+    post "/v1/orgs/{org}/expand" => decisions::expand [decisions::ExpandBody], "The userset tree of a relation", "checker";
+    post "/access/v1/evaluation" => authzen::evaluation [authzen::Evaluation], "AuthZEN access evaluation", "checker";
+    post "/access/v1/evaluations" => authzen::evaluations [authzen::Evaluations], "AuthZEN access evaluations (batch)", "checker";
+    post "/access/v1/search/subject" => authzen::search_subject [authzen::SearchBody], "AuthZEN subject search", "checker";
+    post "/access/v1/search/resource" => authzen::search_resource [authzen::SearchBody], "AuthZEN resource search", "checker";
+    post "/access/v1/search/action" => authzen::search_action [authzen::SearchBody], "AuthZEN action search", "checker";
+    get "/.well-known/authzen-configuration" => authzen::configuration [], "AuthZEN PDP metadata", "none";
+    get "/healthz" => ops::healthz [], "Liveness", "none";
+    get "/readyz" => ops::readyz [], "Readiness", "none";
+    get "/metrics" => ops::metrics [], "Prometheus metrics", "none";
+    get "/openapi.json" => ops::openapi [], "This document", "none";
+}
+
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
-    let v1 = Router::new()
-        .route("/orgs", post(admin::create_org).get(admin::list_orgs))
-        .route("/orgs/{org}", get(admin::get_org))
-        .route(
-            "/orgs/{org}/keys",
-            post(admin::create_key).get(admin::list_keys),
-        )
-        .route(
-            "/orgs/{org}/keys/{id}",
-            axum::routing::delete(admin::revoke_key),
-        )
-        .route(
-            "/orgs/{org}/settings",
-            put(admin::put_settings).get(admin::get_settings),
-        )
-        .route(
-            "/orgs/{org}/models",
-            post(models::write_model).get(models::list_models),
-        )
-        .route("/orgs/{org}/models/{id}", get(models::get_model))
-        .route("/orgs/{org}/tuples/write", post(tuples::write))
-        .route("/orgs/{org}/tuples/delete", post(tuples::delete))
-        .route("/orgs/{org}/tuples/read", post(tuples::read))
-        .route("/orgs/{org}/tuples/changes", get(tuples::changes))
-        .route("/orgs/{org}/check", post(decisions::check))
-        .route("/orgs/{org}/batch-check", post(decisions::batch_check))
-        .route("/orgs/{org}/list-objects", post(decisions::list_objects))
-        .route("/orgs/{org}/list-users", post(decisions::list_users))
-        .route("/orgs/{org}/expand", post(decisions::expand));
-    let access = Router::new()
-        .route("/evaluation", post(authzen::evaluation))
-        .route("/evaluations", post(authzen::evaluations))
-        .route("/search/subject", post(authzen::search_subject))
-        .route("/search/resource", post(authzen::search_resource))
-        .route("/search/action", post(authzen::search_action));
-    Router::new()
-        .nest("/v1", v1)
-        .nest("/access/v1", access)
-        .route(
-            "/.well-known/authzen-configuration",
-            get(authzen::configuration),
-        )
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+    api_router()
         .fallback(ops::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -16,7 +16,7 @@ use crate::json::Json;
 use crate::state::AppState;
 
 /// A model in the DSL (`dsl`) or in OpenFGA's JSON form (`model`), exactly one.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteModel {
     dsl: Option<String>,

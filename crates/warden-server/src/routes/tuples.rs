@@ -17,7 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteBody {
     #[serde(default)]
@@ -26,7 +26,7 @@ pub struct WriteBody {
     deletes: Vec<TupleKey>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteBody {
     tuples: Vec<TupleKey>,
@@ -103,7 +103,7 @@ pub async fn delete(
     Ok(axum::Json(json!({ "revision": revision })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadBody {
     #[serde(default)]
@@ -135,7 +135,7 @@ pub async fn read(
     Ok(axum::Json(page))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesQuery {
     #[serde(default)]
