@@ -87,6 +87,15 @@ async fn acknowledged_writes_survive_sigkill() {
         dir.join("warden-data/warden.db").is_file(),
         "SQLite under ./warden-data by default"
     );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("warden-data"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "the data folder is private");
+    }
     let key = s.key.clone().expect("bootstrap key printed on first start");
     assert!(key.starts_with("wdn_"), "{key}");
     let addr = s.addr.clone();

@@ -110,6 +110,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     api_router()
         .fallback(ops::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        // A request may not hold the server longer than this (slow clients included).
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(30),
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

@@ -137,8 +137,18 @@ fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
 }
 
+/// Creates the data folder, readable by this user only (it holds key digests and all
+/// authorization data).
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
         .with_context(|| format!("cannot create the data folder {}", dir.display()))
 }
 
