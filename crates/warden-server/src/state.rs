@@ -16,7 +16,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use warden_engine::{Model, TupleStore};
-use warden_storage::{ApiKey, Change, ChangeKind, Db, StorageError};
+use warden_storage::{ApiKey, Change, ChangeKind, Db, Principal, PrincipalKind, StorageError};
 
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
@@ -30,6 +30,22 @@ const CHANGES_PAGE: u32 = 5000;
 pub struct OrgSettings {
     #[serde(default)]
     pub authzen: AuthzenSettings,
+    /// The scope catalog: each OAuth scope and the `type#relation` pairs it grants.
+    /// Agents may only be allowed catalog scopes.
+    #[serde(default)]
+    pub scopes: indexmap::IndexMap<String, Vec<String>>,
+}
+
+impl OrgSettings {
+    /// Whether `scope` grants `relation` on objects of `type_name`.
+    pub fn scope_grants(&self, scope: &str, type_name: &str, relation: &str) -> bool {
+        self.scopes.get(scope).is_some_and(|pairs| {
+            pairs.iter().any(|p| {
+                p.split_once('#')
+                    .is_some_and(|(t, r)| t == type_name && r == relation)
+            })
+        })
+    }
 }
 
 /// How AuthZEN requests map onto the model.
@@ -61,6 +77,8 @@ pub struct OrgData {
     pub models: Vec<(String, Arc<Model>)>,
     pub tuples: TupleStore,
     pub settings: OrgSettings,
+    /// Users, groups and agents by (kind, id).
+    pub principals: HashMap<(PrincipalKind, String), Principal>,
 }
 
 impl OrgData {
@@ -142,6 +160,13 @@ impl AppState {
         for org in state.db.list_orgs().await? {
             state.org_entry(&org.id);
             state.reload_settings(&org.id).await?;
+        }
+        for (org, p) in state.db.all_principals().await? {
+            state
+                .org_entry(&org)
+                .write()
+                .principals
+                .insert((p.kind, p.id.clone()), p);
         }
         for m in state.db.all_models().await? {
             state.add_model(&m.org_id, &m.id, &m.model_json);
@@ -256,6 +281,20 @@ impl AppState {
                 }
             }
             ChangeKind::Settings => self.reload_settings(&c.org_id).await?,
+            ChangeKind::Principal => {
+                let parsed = c
+                    .principal
+                    .as_deref()
+                    .and_then(|s| s.split_once(':'))
+                    .and_then(|(k, id)| PrincipalKind::parse(k).map(|k| (k, id.to_string())));
+                if let Some((kind, id)) = parsed {
+                    let p = self.db.principal(&c.org_id, kind, &id).await?;
+                    self.org_entry(&c.org_id)
+                        .write()
+                        .principals
+                        .insert((kind, id), p);
+                }
+            }
             ChangeKind::Write => {
                 if let Some(t) = &c.tuple {
                     let entry = self.org_entry(&c.org_id);

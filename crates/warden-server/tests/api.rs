@@ -432,7 +432,10 @@ async fn suite(url: &str) {
     for route in warden_server::routes::ROUTES {
         let (method, path) = (&route.method, &route.path);
         assert!(doc["paths"][*path][*method].is_object(), "{method} {path}");
-        let concrete = path.replace("{org}", "acme").replace("{id}", "x");
+        let concrete = path
+            .replace("{org}", "acme")
+            .replace("{kind}", "users")
+            .replace("{id}", "x");
         let (s, b) = match *method {
             "get" => admin.get(&concrete).await,
             "delete" => admin.delete(&concrete).await,

@@ -16,6 +16,7 @@ mod keys;
 mod migrate;
 mod models;
 mod orgs;
+mod principals;
 mod tuples;
 
 pub mod testing;
@@ -30,6 +31,7 @@ pub use error::StorageError;
 pub use keys::{ApiKey, NewKey, Role};
 pub use models::StoredModel;
 pub use orgs::Org;
+pub use principals::{Principal, PrincipalKind, Status, valid_principal_id};
 pub use tuples::{Change, ChangeKind, ReadFilter, ReadPage, StoredTuple};
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -50,7 +52,7 @@ pub struct Db {
 }
 
 /// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -65,6 +65,22 @@ const MIGRATIONS: &[&[&str]] = &[
         settings_json TEXT NOT NULL,
         revision BIGINT NOT NULL
     )"],
+    &["CREATE TABLE principals (
+        org_id TEXT NOT NULL REFERENCES orgs(id),
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        owner TEXT,
+        purpose TEXT,
+        scopes_json TEXT NOT NULL,
+        status TEXT NOT NULL,
+        expires_at BIGINT,
+        password_hash TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        revision BIGINT NOT NULL,
+        PRIMARY KEY (org_id, kind, id)
+    )"],
 ];
 
 pub(crate) async fn run(db: &Db) -> Result<()> {

@@ -30,6 +30,8 @@ pub enum ChangeKind {
     Delete,
     /// The organization's settings changed.
     Settings,
+    /// A principal (user, group, agent) was created or changed: `principal` is `kind:id`.
+    Principal,
 }
 
 /// One entry of the changes feed.
@@ -45,6 +47,9 @@ pub struct Change {
     pub tuple: Option<TupleKey>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_id: Option<String>,
+    /// For principal changes: `kind:id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
     pub created_at: i64,
 }
 
@@ -342,9 +347,15 @@ impl Db {
                     "write" => ChangeKind::Write,
                     "delete" => ChangeKind::Delete,
                     "settings" => ChangeKind::Settings,
+                    "principal" => ChangeKind::Principal,
                     other => return Err(StorageError::Corrupt(format!("change kind `{other}`"))),
                 };
                 let object: Option<String> = r.try_get(4)?;
+                let principal = if kind == ChangeKind::Principal {
+                    object.clone()
+                } else {
+                    None
+                };
                 let tuple = match (
                     object,
                     r.try_get::<Option<String>, _>(5)?,
@@ -362,6 +373,7 @@ impl Db {
                     kind,
                     tuple,
                     model_id: r.try_get(9)?,
+                    principal,
                     created_at: r.try_get(10)?,
                 })
             })

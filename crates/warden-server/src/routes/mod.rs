@@ -2,10 +2,12 @@
 //! operations (`/healthz`, `/readyz`, `/metrics`) and discovery.
 
 mod admin;
+mod authorize;
 mod authzen;
 mod decisions;
 mod models;
 mod ops;
+mod principals;
 mod tuples;
 
 use std::sync::Arc;
@@ -94,6 +96,11 @@ api! {
     post "/v1/orgs/{org}/list-objects" => decisions::list_objects [decisions::ListObjectsBody], "Objects of a type the user has a relation on", "checker";
     post "/v1/orgs/{org}/list-users" => decisions::list_users [decisions::ListUsersBody], "Users that have a relation on an object", "checker";
     post "/v1/orgs/{org}/expand" => decisions::expand [decisions::ExpandBody], "The userset tree of a relation", "checker";
+    post "/v1/orgs/{org}/authorize" => authorize::authorize [authorize::AuthorizeBody], "The delegated decision: agent, user, actors and scope must all allow", "checker";
+    get "/v1/orgs/{org}/{kind}" => principals::list [], "List users, groups or agents (`{kind}`: users, groups, agents)", "checker";
+    put "/v1/orgs/{org}/{kind}/{id}" => principals::put [principals::PutPrincipal], "Create or replace a user, group or agent", "admin";
+    get "/v1/orgs/{org}/{kind}/{id}" => principals::get [], "Read a user, group or agent", "checker";
+    post "/v1/orgs/{org}/{kind}/{id}/status" => principals::set_status [principals::PutStatus], "Activate, suspend, retire or deprovision a principal", "admin";
     post "/access/v1/evaluation" => authzen::evaluation [authzen::Evaluation], "AuthZEN access evaluation", "checker";
     post "/access/v1/evaluations" => authzen::evaluations [authzen::Evaluations], "AuthZEN access evaluations (batch)", "checker";
     post "/access/v1/search/subject" => authzen::search_subject [authzen::SearchBody], "AuthZEN subject search", "checker";

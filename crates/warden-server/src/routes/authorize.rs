@@ -1,0 +1,212 @@
+//! The delegated decision: may this agent, acting for this user (through this chain of
+//! actors), do this action on this resource, right now?
+//!
+//! Allowed only when every check holds, each reported in `reasons`:
+//! the principals exist and are usable (active, not expired); a scope the agent may use
+//! (narrowed to the request's `scopes` when given) grants the (type, relation) in the
+//! organization's catalog; and the agent, the user and every further actor each hold
+//! the relation on the resource (conditions evaluated on the request context). The
+//! effective permission is the intersection; it can never be wider than any part.
+//!
+//! This is the trusted form, for enforcement points that already know the principals;
+//! the token form (the agent's OAuth access token) builds on it.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use warden_engine::{CheckRequest, Context, Engine, TupleKey};
+use warden_storage::{PrincipalKind, Role};
+
+use super::{Consistency, settle};
+use crate::auth::{Caller, OrgGate};
+use crate::error::{ApiError, ApiResult};
+use crate::json::Json;
+use crate::state::{AppState, OrgData};
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeBody {
+    /// The agent's id.
+    agent: String,
+    /// The user the agent acts for, if any.
+    #[serde(default)]
+    on_behalf_of: Option<String>,
+    /// Further agents in the delegation chain (sub-agents), outermost first.
+    #[serde(default)]
+    actors: Vec<String>,
+    /// Scopes the caller holds (a token's); default: every scope the agent is allowed.
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    /// The action: a relation of the resource's type.
+    relation: String,
+    /// The resource, `type:id`.
+    object: String,
+    #[serde(default)]
+    context: Context,
+    #[serde(default)]
+    contextual_tuples: Vec<TupleKey>,
+    #[serde(default)]
+    consistency: Option<Consistency>,
+}
+
+/// One check of the decision and its outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reason {
+    pub check: &'static str,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub detail: Value,
+}
+
+/// The outcome of a delegated decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub decision_id: String,
+    pub allowed: bool,
+    pub reasons: Vec<Reason>,
+    pub revision: i64,
+}
+
+/// Evaluates every check (all of them, so the reasons are complete) on one snapshot.
+#[allow(clippy::too_many_arguments)]
+pub fn decide(
+    data: &OrgData,
+    agent: &str,
+    user: Option<&str>,
+    actors: &[String],
+    scopes: Option<&[String]>,
+    relation: &str,
+    object: &str,
+    context: &Context,
+    contextual_tuples: &[TupleKey],
+    now_ms: i64,
+) -> ApiResult<(bool, Vec<Reason>)> {
+    let mut reasons = Vec::new();
+    let mut push = |check, ok, subject: Option<String>, detail: Value| {
+        reasons.push(Reason {
+            check,
+            ok,
+            subject,
+            detail,
+        });
+        ok
+    };
+    let mut allowed = true;
+    // 1. Principals exist and are usable.
+    let mut principals: Vec<(PrincipalKind, &str)> = vec![(PrincipalKind::Agent, agent)];
+    principals.extend(user.map(|u| (PrincipalKind::User, u)));
+    principals.extend(actors.iter().map(|a| (PrincipalKind::Agent, a.as_str())));
+    for (kind, id) in &principals {
+        let subject = format!("{}:{id}", kind.as_str());
+        let (ok, detail) = match data.principals.get(&(*kind, id.to_string())) {
+            None => (false, json!("does not exist")),
+            Some(p) if p.status != warden_storage::Status::Active => {
+                (false, json!(format!("is {}", p.status.as_str())))
+            }
+            Some(p) if !p.is_usable(now_ms) => (false, json!("has expired")),
+            Some(_) => (true, json!("active")),
+        };
+        allowed &= push("principal_active", ok, Some(subject), detail);
+    }
+    // 2. A scope grants the (type, relation).
+    let type_name = object.split_once(':').map_or("", |(t, _)| t);
+    let agent_scopes: Vec<String> = data
+        .principals
+        .get(&(PrincipalKind::Agent, agent.to_string()))
+        .map(|p| p.allowed_scopes.clone())
+        .unwrap_or_default();
+    let usable: Vec<&String> = agent_scopes
+        .iter()
+        .filter(|s| scopes.is_none_or(|req| req.contains(s)))
+        .collect();
+    let granting: Vec<&&String> = usable
+        .iter()
+        .filter(|s| data.settings.scope_grants(s, type_name, relation))
+        .collect();
+    allowed &= push(
+        "scope",
+        !granting.is_empty(),
+        None,
+        if granting.is_empty() {
+            json!(format!(
+                "no scope among {usable:?} grants `{type_name}#{relation}`"
+            ))
+        } else {
+            json!(format!("granted by `{}`", granting[0]))
+        },
+    );
+    // 3-5. The agent, the user and every actor hold the relation.
+    let model = data.model(None)?;
+    let engine = Engine::new(model, &data.tuples);
+    let mut holders = vec![("agent_holds", format!("agent:{agent}"))];
+    holders.extend(user.map(|u| ("user_holds", format!("user:{u}"))));
+    holders.extend(actors.iter().map(|a| ("actor_holds", format!("agent:{a}"))));
+    for (check, subject) in holders {
+        let req = CheckRequest {
+            user: subject.clone(),
+            relation: relation.to_string(),
+            object: object.to_string(),
+            context: context.clone(),
+            contextual_tuples: contextual_tuples.to_vec(),
+            explain: true,
+        };
+        let (ok, detail) = match engine.check(&req) {
+            Ok(r) if r.allowed => (true, json!({"path": r.path})),
+            Ok(_) => (false, json!("no relationship grants it")),
+            Err(e) => {
+                let e: ApiError = e.into();
+                (
+                    false,
+                    json!({"error": {"code": e.code, "message": e.message}}),
+                )
+            }
+        };
+        allowed &= push(check, ok, Some(subject), detail);
+    }
+    Ok((allowed, reasons))
+}
+
+pub async fn authorize(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    _gate: OrgGate,
+    Json(body): Json<AuthorizeBody>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Checker)?;
+    if body.actors.len() > 8 {
+        return Err(ApiError::bad_request(
+            "a delegation chain holds at most 8 actors",
+        ));
+    }
+    settle(&state, body.consistency).await?;
+    let data = state.org_fresh(&org).await?;
+    let revision = state.applied();
+    let now = warden_storage::now_ms();
+    let data = data.read();
+    let (allowed, reasons) = decide(
+        &data,
+        &body.agent,
+        body.on_behalf_of.as_deref(),
+        &body.actors,
+        body.scopes.as_deref(),
+        &body.relation,
+        &body.object,
+        &body.context,
+        &body.contextual_tuples,
+        now,
+    )?;
+    state
+        .metrics
+        .record_decision(if allowed { "allowed" } else { "denied" });
+    Ok(axum::Json(Decision {
+        decision_id: uuid::Uuid::now_v7().to_string(),
+        allowed,
+        reasons,
+        revision,
+    }))
+}
