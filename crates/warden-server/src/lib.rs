@@ -103,7 +103,6 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
     } else {
         Some(db.create_key(None, Role::Admin, "bootstrap").await?.token)
     };
-    let state = Arc::new(AppState::load(db, config.limits.clone()).await?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -111,6 +110,11 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
             source,
         })?;
     let local_addr = listener.local_addr().map_err(ServerError::Serve)?;
+    let issuer = match &config.limits.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => format!("http://{local_addr}"),
+    };
+    let state = Arc::new(AppState::load(db, config.limits.clone(), issuer).await?);
     let (shutdown, rx) = watch::channel(false);
     let app = routes::router(state.clone(), config.max_body_bytes);
     let mut serve_rx = rx.clone();

@@ -130,8 +130,22 @@ impl Default for Limits {
     }
 }
 
+/// Token signing keys and revoked token ids, server-wide.
+#[derive(Default)]
+pub struct OAuthState {
+    /// The key that signs new tokens.
+    pub current: Option<warden_oauth::keys::SigningKey>,
+    /// Every published key (current, next, retired): tokens verify against these.
+    pub published: Vec<warden_oauth::keys::SigningKey>,
+    /// `jti`s of revoked tokens not yet expired.
+    pub revoked: std::collections::HashSet<String>,
+}
+
 pub struct AppState {
     pub db: Db,
+    /// The one issuer string of every token and metadata document.
+    pub issuer: String,
+    pub oauth: RwLock<OAuthState>,
     pub limits: Limits,
     pub metrics: Metrics,
     orgs: RwLock<HashMap<String, Arc<RwLock<OrgData>>>>,
@@ -143,13 +157,15 @@ pub struct AppState {
 
 impl AppState {
     /// Loads everything from storage.
-    pub async fn load(db: Db, limits: Limits) -> Result<AppState, StorageError> {
+    pub async fn load(db: Db, limits: Limits, issuer: String) -> Result<AppState, StorageError> {
         let started = Instant::now();
         // Everything committed up to here is in the tables; later changes are
         // replayed from the feed (replaying is harmless).
         let from = db.current_revision().await?;
         let state = AppState {
             db,
+            issuer,
+            oauth: RwLock::new(OAuthState::default()),
             limits,
             metrics: Metrics::default(),
             orgs: RwLock::new(HashMap::new()),
@@ -161,6 +177,10 @@ impl AppState {
             state.org_entry(&org.id);
             state.reload_settings(&org.id).await?;
         }
+        state.ensure_signing_keys().await?;
+        state.reload_signing_keys().await?;
+        let revoked = state.db.revoked_tokens(warden_oauth::now_secs()).await?;
+        state.oauth.write().revoked.extend(revoked);
         for (org, p) in state.db.all_principals().await? {
             state
                 .org_entry(&org)
@@ -201,6 +221,49 @@ impl AppState {
             "loaded"
         );
         Ok(state)
+    }
+
+    /// Creates the current and next signing keys on first start.
+    async fn ensure_signing_keys(&self) -> Result<(), StorageError> {
+        let keys = self.db.signing_keys().await?;
+        for state in ["current", "next"] {
+            if !keys.iter().any(|k| k.state == state) {
+                let k = warden_oauth::keys::SigningKey::generate()
+                    .map_err(|e| StorageError::Invalid(e.to_string()))?;
+                self.db
+                    .add_signing_key(&warden_storage::StoredSigningKey {
+                        kid: k.kid,
+                        private_der_hex: hex::encode(&k.private_der),
+                        public_x: k.public_x,
+                        state: state.to_string(),
+                        created_at: warden_storage::now_ms(),
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the signing keys from storage.
+    pub async fn reload_signing_keys(&self) -> Result<(), StorageError> {
+        let mut current = None;
+        let mut published = Vec::new();
+        for k in self.db.signing_keys().await? {
+            let key = warden_oauth::keys::SigningKey {
+                kid: k.kid,
+                private_der: hex::decode(&k.private_der_hex)
+                    .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                public_x: k.public_x,
+            };
+            if k.state == "current" {
+                current = Some(key.clone());
+            }
+            published.push(key);
+        }
+        let mut o = self.oauth.write();
+        o.current = current;
+        o.published = published;
+        Ok(())
     }
 
     /// The revision memory has reached.
@@ -281,9 +344,15 @@ impl AppState {
                 }
             }
             ChangeKind::Settings => self.reload_settings(&c.org_id).await?,
+            ChangeKind::TokenRevoked => {
+                if let Some(jti) = &c.target {
+                    self.oauth.write().revoked.insert(jti.clone());
+                }
+            }
+            ChangeKind::SigningKeys => self.reload_signing_keys().await?,
             ChangeKind::Principal => {
                 let parsed = c
-                    .principal
+                    .target
                     .as_deref()
                     .and_then(|s| s.split_once(':'))
                     .and_then(|(k, id)| PrincipalKind::parse(k).map(|k| (k, id.to_string())));

@@ -81,6 +81,35 @@ const MIGRATIONS: &[&[&str]] = &[
         revision BIGINT NOT NULL,
         PRIMARY KEY (org_id, kind, id)
     )"],
+    &[
+        "CREATE TABLE signing_keys (
+            kid TEXT PRIMARY KEY,
+            private_der TEXT NOT NULL,
+            public_x TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        )",
+        "CREATE TABLE credentials (
+            org_id TEXT NOT NULL REFERENCES orgs(id),
+            agent_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            public_jwk TEXT,
+            secret_hash TEXT,
+            created_at BIGINT NOT NULL,
+            last_used_at BIGINT,
+            expires_at BIGINT,
+            revoked_at BIGINT,
+            PRIMARY KEY (org_id, id)
+        )",
+        "CREATE TABLE revoked_tokens (
+            jti TEXT PRIMARY KEY,
+            org_id TEXT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            revoked_at BIGINT NOT NULL
+        )",
+        "CREATE TABLE used_assertions (jti TEXT PRIMARY KEY, expires_at BIGINT NOT NULL)",
+    ],
 ];
 
 pub(crate) async fn run(db: &Db) -> Result<()> {

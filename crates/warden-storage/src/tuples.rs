@@ -30,8 +30,12 @@ pub enum ChangeKind {
     Delete,
     /// The organization's settings changed.
     Settings,
-    /// A principal (user, group, agent) was created or changed: `principal` is `kind:id`.
+    /// A principal (user, group, agent) was created or changed.
     Principal,
+    /// An access token was revoked.
+    TokenRevoked,
+    /// The token signing keys changed (server-wide).
+    SigningKeys,
 }
 
 /// One entry of the changes feed.
@@ -47,9 +51,10 @@ pub struct Change {
     pub tuple: Option<TupleKey>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_id: Option<String>,
-    /// For principal changes: `kind:id`.
+    /// What a principal, token or key change is about: the principal (`kind:id`), the
+    /// revoked token's `jti`, or the signing key id.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub principal: Option<String>,
+    pub target: Option<String>,
     pub created_at: i64,
 }
 
@@ -348,10 +353,15 @@ impl Db {
                     "delete" => ChangeKind::Delete,
                     "settings" => ChangeKind::Settings,
                     "principal" => ChangeKind::Principal,
+                    "token_revoked" => ChangeKind::TokenRevoked,
+                    "signing_keys" => ChangeKind::SigningKeys,
                     other => return Err(StorageError::Corrupt(format!("change kind `{other}`"))),
                 };
                 let object: Option<String> = r.try_get(4)?;
-                let principal = if kind == ChangeKind::Principal {
+                let target = if matches!(
+                    kind,
+                    ChangeKind::Principal | ChangeKind::TokenRevoked | ChangeKind::SigningKeys
+                ) {
                     object.clone()
                 } else {
                     None
@@ -373,7 +383,7 @@ impl Db {
                     kind,
                     tuple,
                     model_id: r.try_get(9)?,
-                    principal,
+                    target,
                     created_at: r.try_get(10)?,
                 })
             })

@@ -29,8 +29,16 @@ use crate::state::{AppState, OrgData};
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeBody {
-    /// The agent's id.
-    agent: String,
+    /// The agent's access token: the principals and scopes come from it (and then
+    /// `agent`, `on_behalf_of`, `actors` and `scopes` must be absent).
+    #[serde(default)]
+    token: Option<String>,
+    /// With `token`: the audience the token must carry (the resource server's URI).
+    #[serde(default)]
+    audience: Option<String>,
+    /// The agent's id (trusted form, without a token).
+    #[serde(default)]
+    agent: Option<String>,
     /// The user the agent acts for, if any.
     #[serde(default)]
     on_behalf_of: Option<String>,
@@ -178,7 +186,63 @@ pub async fn authorize(
     Json(body): Json<AuthorizeBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
-    if body.actors.len() > 8 {
+    let mut token_reason = None;
+    let (agent, user, actors, scopes) = match &body.token {
+        Some(token) => {
+            if body.agent.is_some()
+                || body.on_behalf_of.is_some()
+                || !body.actors.is_empty()
+                || body.scopes.is_some()
+            {
+                return Err(ApiError::bad_request(
+                    "with `token`, the principals and scopes come from the token",
+                ));
+            }
+            match super::oauth::verify_token(&state, token, body.audience.as_deref()) {
+                Ok(claims) if claims.org != org => {
+                    token_reason =
+                        Some((false, json!("the token belongs to another organization")));
+                    (String::new(), None, Vec::new(), Some(Vec::new()))
+                }
+                Ok(claims) => {
+                    token_reason = Some((
+                        true,
+                        json!({"jti": claims.jti, "client_id": claims.client_id}),
+                    ));
+                    let id = |s: &str| {
+                        s.split_once(':')
+                            .map_or(String::new(), |(_, i)| i.to_string())
+                    };
+                    match &claims.act {
+                        // Delegated: the subject is the user, the actors the agents.
+                        Some(act) => {
+                            let chain: Vec<String> = act.chain().iter().map(|s| id(s)).collect();
+                            let (first, rest) = chain
+                                .split_first()
+                                .map_or((String::new(), Vec::new()), |(f, r)| {
+                                    (f.clone(), r.to_vec())
+                                });
+                            (first, Some(id(&claims.sub)), rest, Some(claims.scopes()))
+                        }
+                        None => (id(&claims.sub), None, Vec::new(), Some(claims.scopes())),
+                    }
+                }
+                Err(e) => {
+                    token_reason = Some((false, json!(e.description)));
+                    (String::new(), None, Vec::new(), Some(Vec::new()))
+                }
+            }
+        }
+        None => (
+            body.agent
+                .clone()
+                .ok_or_else(|| ApiError::bad_request("send `token`, or `agent` (trusted form)"))?,
+            body.on_behalf_of.clone(),
+            body.actors.clone(),
+            body.scopes.clone(),
+        ),
+    };
+    if actors.len() > 8 {
         return Err(ApiError::bad_request(
             "a delegation chain holds at most 8 actors",
         ));
@@ -188,18 +252,30 @@ pub async fn authorize(
     let revision = state.applied();
     let now = warden_storage::now_ms();
     let data = data.read();
-    let (allowed, reasons) = decide(
+    let (mut allowed, mut reasons) = decide(
         &data,
-        &body.agent,
-        body.on_behalf_of.as_deref(),
-        &body.actors,
-        body.scopes.as_deref(),
+        &agent,
+        user.as_deref(),
+        &actors,
+        scopes.as_deref(),
         &body.relation,
         &body.object,
         &body.context,
         &body.contextual_tuples,
         now,
     )?;
+    if let Some((ok, detail)) = token_reason {
+        allowed &= ok;
+        reasons.insert(
+            0,
+            Reason {
+                check: "token_valid",
+                ok,
+                subject: None,
+                detail,
+            },
+        );
+    }
     state
         .metrics
         .record_decision(if allowed { "allowed" } else { "denied" });

@@ -57,6 +57,11 @@ impl Client {
         .await
     }
 
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (u16, Value) {
+        self.send(self.http.post(format!("{}{path}", self.base)).form(fields))
+            .await
+    }
+
     pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(self.http.put(format!("{}{path}", self.base)).json(&body))
             .await

@@ -1,0 +1,544 @@
+//! The OAuth 2.1 authorization server: the token endpoint (`client_credentials` for
+//! agents, authenticated by `private_key_jwt` or a client secret), the JWKS,
+//! metadata (RFC 8414 and OpenID discovery), revocation (RFC 7009) and introspection
+//! (RFC 7662); and agents' credentials.
+//!
+//! Client ids are `<org>:<agent>`: neither part may contain `:`, so the split is exact.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warden_oauth::OAuthError;
+use warden_oauth::token::AccessClaims;
+use warden_storage::{PrincipalKind, Role};
+
+use crate::auth::{Caller, OrgGate};
+use crate::error::{ApiError, ApiResult};
+use crate::json::Json;
+use crate::state::AppState;
+
+/// Default and largest access token lifetimes, in seconds.
+pub const TOKEN_LIFETIME: i64 = 300;
+
+/// An OAuth error response (RFC 6749 §5.2): `{error, error_description}`.
+pub struct OAuthResponse(OAuthError);
+
+impl IntoResponse for OAuthResponse {
+    fn into_response(self) -> Response {
+        let status = match self.0.code {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut res = (
+            status,
+            axum::Json(json!({"error": self.0.code, "error_description": self.0.description})),
+        )
+            .into_response();
+        res.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+        res
+    }
+}
+
+impl From<OAuthError> for OAuthResponse {
+    fn from(e: OAuthError) -> Self {
+        OAuthResponse(e)
+    }
+}
+
+fn server_error(e: impl std::fmt::Display) -> OAuthError {
+    tracing::error!(error = %e, "token endpoint failure");
+    OAuthError::new("server_error", "internal error")
+}
+
+/// The authenticated client: organization and agent.
+struct ClientIdentity {
+    org: String,
+    agent: String,
+    /// The credential used (for last-used times).
+    credential: String,
+}
+
+fn split_client_id(client_id: &str) -> Result<(String, String), OAuthError> {
+    client_id
+        .split_once(':')
+        .filter(|(o, a)| !o.is_empty() && !a.is_empty())
+        .map(|(o, a)| (o.to_string(), a.to_string()))
+        .ok_or_else(|| OAuthError::invalid_client("client_id is `<org>:<agent>`"))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                }
+                Err(_) => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Authenticates the client of a token or revocation request: `private_key_jwt`
+/// (preferred), or a secret by HTTP Basic or in the form.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<ClientIdentity, OAuthError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .map(|b| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok())
+                .and_then(|s| {
+                    s.split_once(':')
+                        .map(|(i, p)| (percent_decode(i), percent_decode(p)))
+                })
+                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))
+        })
+        .transpose()?;
+    let assertion = form.get("client_assertion");
+    let methods = usize::from(basic.is_some())
+        + usize::from(assertion.is_some())
+        + usize::from(form.contains_key("client_secret"));
+    if methods != 1 {
+        return Err(OAuthError::invalid_client(
+            "authenticate with exactly one method: private_key_jwt, client_secret_basic or client_secret_post",
+        ));
+    }
+    let now = warden_storage::now_ms();
+    if let Some(assertion) = assertion {
+        if form.get("client_assertion_type").map(String::as_str)
+            != Some(warden_oauth::client::JWT_BEARER)
+        {
+            return Err(OAuthError::invalid_client(
+                "unsupported client_assertion_type",
+            ));
+        }
+        let client_id = warden_oauth::client::assertion_client(assertion)?;
+        if form.get("client_id").is_some_and(|c| *c != client_id) {
+            return Err(OAuthError::invalid_client(
+                "client_id does not match the assertion",
+            ));
+        }
+        let (org, agent) = split_client_id(&client_id)?;
+        let creds = state
+            .db
+            .credentials(&org, &agent)
+            .await
+            .map_err(server_error)?;
+        let live: Vec<_> = creds
+            .iter()
+            .filter(|c| c.kind == "jwk" && c.is_live(now))
+            .collect();
+        let jwks: Vec<jsonwebtoken::jwk::Jwk> = live
+            .iter()
+            .filter_map(|c| c.public_jwk.clone())
+            .filter_map(|j| serde_json::from_value(j).ok())
+            .collect();
+        let audiences = vec![
+            state.issuer.clone(),
+            format!("{}/oauth2/token", state.issuer),
+        ];
+        let a = warden_oauth::client::verify_assertion(assertion, &client_id, &jwks, &audiences)?;
+        if !state
+            .db
+            .use_assertion(&format!("{client_id}/{}", a.jti), a.exp)
+            .await
+            .map_err(server_error)?
+        {
+            return Err(OAuthError::invalid_client("client assertion already used"));
+        }
+        let credential = live.first().map(|c| c.id.clone()).unwrap_or_default();
+        return Ok(ClientIdentity {
+            org,
+            agent,
+            credential,
+        });
+    }
+    let (client_id, secret) = match basic {
+        Some(b) => b,
+        None => (
+            form.get("client_id").cloned().unwrap_or_default(),
+            form.get("client_secret").cloned().unwrap_or_default(),
+        ),
+    };
+    let (org, agent) = split_client_id(&client_id)?;
+    let creds = state
+        .db
+        .credentials(&org, &agent)
+        .await
+        .map_err(server_error)?;
+    let matched = creds.iter().find(|c| {
+        c.kind == "secret"
+            && c.is_live(now)
+            && c.secret_hash
+                .as_deref()
+                .is_some_and(|h| warden_oauth::client::secret_matches(&secret, h))
+    });
+    match matched {
+        Some(c) => Ok(ClientIdentity {
+            org,
+            agent,
+            credential: c.id.clone(),
+        }),
+        None => Err(OAuthError::invalid_client("unknown client or wrong secret")),
+    }
+}
+
+/// `POST /oauth2/token`.
+pub async fn token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, OAuthResponse> {
+    let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
+    if grant != "client_credentials" {
+        return Err(OAuthError::new(
+            "unsupported_grant_type",
+            format!("grant_type `{grant}` is not supported"),
+        )
+        .into());
+    }
+    let client = authenticate(&state, &headers, &form).await?;
+    let data = state
+        .org_fresh(&client.org)
+        .await
+        .map_err(|_| OAuthError::invalid_client("unknown client"))?;
+    let (scopes, lifetime) = {
+        let d = data.read();
+        let agent = d
+            .principals
+            .get(&(PrincipalKind::Agent, client.agent.clone()))
+            .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+        if !agent.is_usable(warden_storage::now_ms()) {
+            return Err(OAuthError::new(
+                "unauthorized_client",
+                format!("agent `{}` is not active", client.agent),
+            )
+            .into());
+        }
+        let allowed: Vec<&String> = agent
+            .allowed_scopes
+            .iter()
+            .filter(|s| d.settings.scopes.contains_key(*s))
+            .collect();
+        let scopes: Vec<String> = match form.get("scope") {
+            Some(req) => {
+                let mut out = Vec::new();
+                for s in req.split_whitespace() {
+                    if !allowed.iter().any(|a| *a == s) {
+                        return Err(OAuthError::new(
+                            "invalid_scope",
+                            format!("scope `{s}` is not allowed for this agent"),
+                        )
+                        .into());
+                    }
+                    if !out.iter().any(|o| o == s) {
+                        out.push(s.to_string());
+                    }
+                }
+                out
+            }
+            None => allowed.into_iter().cloned().collect(),
+        };
+        (scopes, TOKEN_LIFETIME)
+    };
+    let audience = match form.get("resource") {
+        Some(r) if r.starts_with("https://") || r.starts_with("http://") => r.clone(),
+        Some(_) => {
+            return Err(
+                OAuthError::new("invalid_target", "resource must be an absolute URI").into(),
+            );
+        }
+        None => state.issuer.clone(),
+    };
+    let key = state
+        .oauth
+        .read()
+        .current
+        .clone()
+        .ok_or_else(|| server_error("no signing key"))?;
+    let now = warden_oauth::now_secs();
+    let claims = AccessClaims {
+        iss: state.issuer.clone(),
+        sub: format!("agent:{}", client.agent),
+        aud: audience,
+        exp: now + lifetime,
+        iat: now,
+        nbf: now,
+        jti: uuid::Uuid::now_v7().simple().to_string(),
+        scope: scopes.join(" "),
+        client_id: format!("{}:{}", client.org, client.agent),
+        org: client.org.clone(),
+        act: None,
+    };
+    let token = warden_oauth::token::mint(&key, &claims)?;
+    let _ = state
+        .db
+        .touch_credential(&client.org, &client.credential)
+        .await;
+    tracing::info!(org = %client.org, agent = %client.agent, jti = %claims.jti, "token issued");
+    let mut res = axum::Json(json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+        "scope": claims.scope,
+    }))
+    .into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
+}
+
+/// Verifies a Warden access token: signature, issuer, audience (when given), lifetime,
+/// and not revoked.
+pub fn verify_token(
+    state: &AppState,
+    token: &str,
+    audience: Option<&str>,
+) -> Result<AccessClaims, OAuthError> {
+    let o = state.oauth.read();
+    let claims = warden_oauth::token::verify(token, &o.published, &state.issuer, audience)?;
+    if o.revoked.contains(&claims.jti) {
+        return Err(OAuthError::invalid_token("token revoked"));
+    }
+    Ok(claims)
+}
+
+/// `POST /oauth2/revoke` (RFC 7009): the client revokes one of its own tokens.
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, OAuthResponse> {
+    let client = authenticate(&state, &headers, &form).await?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    // An invalid or foreign token is answered like a revoked one (RFC 7009 §2.2).
+    if let Ok(claims) = {
+        let o = state.oauth.read();
+        warden_oauth::token::verify(token, &o.published, &state.issuer, None)
+    } && claims.client_id == format!("{}:{}", client.org, client.agent)
+    {
+        let revision = state
+            .db
+            .revoke_token(&claims.org, &claims.jti, claims.exp)
+            .await
+            .map_err(server_error)?;
+        state.db.notify().await;
+        let _ = state.wait_for(revision).await;
+        tracing::info!(org = %claims.org, jti = %claims.jti, "token revoked");
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /oauth2/introspect` (RFC 7662), for resource servers holding an API key of
+/// the token's organization.
+pub async fn introspect(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Form(form): Form<HashMap<String, String>>,
+) -> ApiResult<impl IntoResponse> {
+    let token = form
+        .get("token")
+        .ok_or_else(|| ApiError::bad_request("token is required"))?;
+    let inactive = axum::Json(json!({"active": false}));
+    let Ok(claims) = verify_token(&state, token, None) else {
+        return Ok(inactive);
+    };
+    // Another organization's key learns nothing about the token.
+    if caller.require(&claims.org, Role::Checker).is_err() {
+        return Ok(inactive);
+    }
+    // The agent (and user) must still be active.
+    let data = state.org_fresh(&claims.org).await?;
+    let active = claims
+        .sub
+        .split_once(':')
+        .and_then(|(k, id)| PrincipalKind::parse(k).map(|k| (k, id.to_string())))
+        .and_then(|key| data.read().principals.get(&key).cloned())
+        .is_some_and(|p| p.is_usable(warden_storage::now_ms()));
+    if !active {
+        return Ok(inactive);
+    }
+    let mut v = serde_json::to_value(&claims).map_err(ApiError::internal)?;
+    v["active"] = json!(true);
+    v["token_type"] = json!("Bearer");
+    Ok(axum::Json(v))
+}
+
+/// `GET /oauth2/jwks`: current, next and retired public keys.
+pub async fn jwks(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let keys: Vec<Value> = state
+        .oauth
+        .read()
+        .published
+        .iter()
+        .map(|k| k.public_jwk())
+        .collect();
+    axum::Json(json!({ "keys": keys }))
+}
+
+/// Authorization server metadata (RFC 8414; also served as OpenID discovery).
+pub async fn metadata(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let i = &state.issuer;
+    axum::Json(json!({
+        "issuer": i,
+        "token_endpoint": format!("{i}/oauth2/token"),
+        "jwks_uri": format!("{i}/oauth2/jwks"),
+        "revocation_endpoint": format!("{i}/oauth2/revoke"),
+        "introspection_endpoint": format!("{i}/oauth2/introspect"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported":
+            ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256", "RS256"],
+        "revocation_endpoint_auth_methods_supported":
+            ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "response_types_supported": [],
+        "scopes_supported": [],
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "subject_types_supported": ["public"],
+    }))
+}
+
+/// A credential to register: a public JWK (for `private_key_jwt`) or a new secret.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCredential {
+    /// `jwk` or `secret`.
+    kind: String,
+    /// For `jwk`: the agent's public key.
+    #[serde(default)]
+    jwk: Option<Value>,
+    /// Expiry, ms since the Unix epoch.
+    #[serde(default)]
+    expires_at: Option<i64>,
+}
+
+pub async fn add_credential(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((org, agent)): Path<(String, String)>,
+    _gate: OrgGate,
+    Json(body): Json<NewCredential>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Admin)?;
+    let data = state.org_fresh(&org).await?;
+    if !data
+        .read()
+        .principals
+        .contains_key(&(PrincipalKind::Agent, agent.clone()))
+    {
+        return Err(ApiError::not_found(format!("agent `{agent}` not found")));
+    }
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let (cred, secret) = match body.kind.as_str() {
+        "jwk" => {
+            let jwk = body
+                .jwk
+                .ok_or_else(|| ApiError::bad_request("a `jwk` credential needs `jwk`"))?;
+            if jwk.get("d").is_some() || jwk.get("k").is_some() || jwk.get("p").is_some() {
+                return Err(ApiError::bad_request(
+                    "send the public key only: this JWK holds private or symmetric material",
+                ));
+            }
+            let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone())
+                .map_err(|e| ApiError::bad_request(format!("invalid JWK: {e}")))?;
+            jsonwebtoken::DecodingKey::from_jwk(&parsed)
+                .map_err(|e| ApiError::bad_request(format!("unusable JWK: {e}")))?;
+            let c = state
+                .db
+                .add_credential(&org, &agent, &id, "jwk", Some(&jwk), None, body.expires_at)
+                .await?;
+            (c, None)
+        }
+        "secret" => {
+            let (secret, digest) = warden_oauth::client::new_secret();
+            let c = state
+                .db
+                .add_credential(
+                    &org,
+                    &agent,
+                    &id,
+                    "secret",
+                    None,
+                    Some(&digest),
+                    body.expires_at,
+                )
+                .await?;
+            (c, Some(secret))
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "credential kind `{other}`: use `jwk` or `secret`"
+            )));
+        }
+    };
+    let mut out = serde_json::to_value(&cred).map_err(ApiError::internal)?;
+    out["client_id"] = json!(format!("{org}:{agent}"));
+    if let Some(s) = secret {
+        out["secret"] = json!(s);
+        out["weaker"] = json!(true);
+        out["note"] = json!("shown once; prefer a registered key (private_key_jwt)");
+    }
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+pub async fn list_credentials(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((org, agent)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Admin)?;
+    state.org_fresh(&org).await?;
+    let creds = state.db.credentials(&org, &agent).await?;
+    Ok(axum::Json(json!({ "credentials": creds })))
+}
+
+pub async fn revoke_credential(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((org, agent, id)): Path<(String, String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Admin)?;
+    state.org_fresh(&org).await?;
+    state.db.revoke_credential(&org, &agent, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

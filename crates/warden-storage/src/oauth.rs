@@ -1,0 +1,282 @@
+//! OAuth state: token signing keys, agent credentials, revoked tokens and used client
+//! assertions. Key and revocation changes are revisions, so every node learns of them.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{Db, Result, StorageError, next_revision, now_ms};
+
+/// A stored signing key (the private part hex-encoded PKCS#8).
+#[derive(Debug, Clone)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub private_der_hex: String,
+    pub public_x: String,
+    /// `current` (signs), `next` (published, signs after rotation), `retired`
+    /// (published until the tokens it signed expire).
+    pub state: String,
+    pub created_at: i64,
+}
+
+/// An agent credential, never with its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Credential {
+    pub id: String,
+    pub agent_id: String,
+    /// `jwk` (a registered public key, for `private_key_jwt`) or `secret`.
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_jwk: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub secret_hash: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl Credential {
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+const CRED_COLUMNS: &str =
+    "id, agent_id, kind, public_jwk, secret_hash, created_at, last_used_at, expires_at, revoked_at";
+
+fn row_to_credential(r: &sqlx::any::AnyRow) -> Result<Credential> {
+    let jwk: Option<String> = r.try_get(3)?;
+    Ok(Credential {
+        id: r.try_get(0)?,
+        agent_id: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        public_jwk: jwk
+            .map(|j| serde_json::from_str(&j).map_err(|e| StorageError::Corrupt(e.to_string())))
+            .transpose()?,
+        secret_hash: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+        last_used_at: r.try_get(6)?,
+        expires_at: r.try_get(7)?,
+        revoked_at: r.try_get(8)?,
+    })
+}
+
+async fn change(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    revision: i64,
+    org: &str,
+    kind: &str,
+    object: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO changes (revision, seq, org_id, kind, object, created_at) VALUES ($1, 0, $2, $3, $4, $5)",
+    )
+    .bind(revision)
+    .bind(org)
+    .bind(kind)
+    .bind(object)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Db {
+    /// Every signing key that is not fully retired.
+    pub async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, private_der, public_x, state, created_at FROM signing_keys WHERE state <> 'expired' ORDER BY created_at",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredSigningKey {
+                    kid: r.try_get(0)?,
+                    private_der_hex: r.try_get(1)?,
+                    public_x: r.try_get(2)?,
+                    state: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a signing key in `state`; a revision (nodes reload their keys).
+    pub async fn add_signing_key(&self, k: &StoredSigningKey) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let revision = next_revision(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, private_der, public_x, state, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&k.kid)
+        .bind(&k.private_der_hex)
+        .bind(&k.public_x)
+        .bind(&k.state)
+        .bind(k.created_at)
+        .execute(&mut *tx)
+        .await?;
+        change(&mut tx, revision, "", "signing_keys", &k.kid).await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    /// Rotation: `next` becomes `current`, `current` becomes `retired` (still published),
+    /// older retired keys expire, and `new_next` is stored as `next`. One revision.
+    pub async fn rotate_signing_keys(&self, new_next: &StoredSigningKey) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let revision = next_revision(&mut tx).await?;
+        for (from, to) in [
+            ("retired", "expired"),
+            ("current", "retired"),
+            ("next", "current"),
+        ] {
+            sqlx::query("UPDATE signing_keys SET state = $1 WHERE state = $2")
+                .bind(to)
+                .bind(from)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, private_der, public_x, state, created_at) VALUES ($1, $2, $3, 'next', $4)",
+        )
+        .bind(&new_next.kid)
+        .bind(&new_next.private_der_hex)
+        .bind(&new_next.public_x)
+        .bind(new_next.created_at)
+        .execute(&mut *tx)
+        .await?;
+        change(&mut tx, revision, "", "signing_keys", &new_next.kid).await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    /// Registers a credential for an agent.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_credential(
+        &self,
+        org: &str,
+        agent: &str,
+        id: &str,
+        kind: &str,
+        public_jwk: Option<&serde_json::Value>,
+        secret_hash: Option<&str>,
+        expires_at: Option<i64>,
+    ) -> Result<Credential> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO credentials (org_id, agent_id, id, kind, public_jwk, secret_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(org)
+        .bind(agent)
+        .bind(id)
+        .bind(kind)
+        .bind(public_jwk.map(|j| j.to_string()))
+        .bind(secret_hash.map(str::to_string))
+        .bind(now)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(Credential {
+            id: id.to_string(),
+            agent_id: agent.to_string(),
+            kind: kind.to_string(),
+            public_jwk: public_jwk.cloned(),
+            secret_hash: secret_hash.map(str::to_string),
+            created_at: now,
+            last_used_at: None,
+            expires_at,
+            revoked_at: None,
+        })
+    }
+
+    /// An agent's credentials (all, revoked included).
+    pub async fn credentials(&self, org: &str, agent: &str) -> Result<Vec<Credential>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CRED_COLUMNS} FROM credentials WHERE org_id = $1 AND agent_id = $2 ORDER BY created_at"
+        )))
+        .bind(org.to_string())
+        .bind(agent.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(row_to_credential).collect()
+    }
+
+    pub async fn revoke_credential(&self, org: &str, agent: &str, id: &str) -> Result<()> {
+        let res = sqlx::query(
+            "UPDATE credentials SET revoked_at = $1 WHERE org_id = $2 AND agent_id = $3 AND id = $4 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(org)
+        .bind(agent)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(StorageError::NotFound {
+                what: "credential",
+                name: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn touch_credential(&self, org: &str, id: &str) -> Result<()> {
+        sqlx::query("UPDATE credentials SET last_used_at = $1 WHERE org_id = $2 AND id = $3")
+            .bind(now_ms())
+            .bind(org)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records a client assertion's `jti`; false if it was seen before (a replay).
+    pub async fn use_assertion(&self, jti: &str, expires_at: i64) -> Result<bool> {
+        let res = sqlx::query("INSERT INTO used_assertions (jti, expires_at) VALUES ($1, $2)")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(self.pool())
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if StorageError::is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Revokes an access token by `jti` until it would expire; a revision.
+    pub async fn revoke_token(&self, org: &str, jti: &str, expires_at: i64) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let revision = next_revision(&mut tx).await?;
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE jti = $1")
+                .bind(jti)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            sqlx::query(
+                "INSERT INTO revoked_tokens (jti, org_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(jti)
+            .bind(org)
+            .bind(expires_at)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        change(&mut tx, revision, org, "token_revoked", jti).await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    /// Revoked token ids that have not expired yet.
+    pub async fn revoked_tokens(&self, now_secs: i64) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE expires_at >= $1")
+                .bind(now_secs)
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+}
