@@ -84,6 +84,11 @@ pub fn verify(
             header.alg
         )));
     }
+    if header.typ.as_deref() != Some("at+jwt") {
+        return Err(OAuthError::invalid_token(
+            "not an access token (typ must be at+jwt)",
+        ));
+    }
     let kid = header
         .kid
         .ok_or_else(|| OAuthError::invalid_token("token has no key id"))?;

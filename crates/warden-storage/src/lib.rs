@@ -31,7 +31,7 @@ use sqlx::{AnyPool, ConnectOptions};
 pub use error::StorageError;
 pub use keys::{ApiKey, NewKey, Role};
 pub use models::StoredModel;
-pub use oauth::{Credential, StoredSigningKey};
+pub use oauth::{AuthCode, Credential, Redeemed, RefreshGrant, StoredSigningKey};
 pub use orgs::Org;
 pub use principals::{Principal, PrincipalKind, Status, valid_principal_id};
 pub use tuples::{Change, ChangeKind, ReadFilter, ReadPage, StoredTuple};

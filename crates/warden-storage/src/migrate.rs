@@ -110,6 +110,34 @@ const MIGRATIONS: &[&[&str]] = &[
         )",
         "CREATE TABLE used_assertions (jti TEXT PRIMARY KEY, expires_at BIGINT NOT NULL)",
     ],
+    &[
+        "ALTER TABLE principals ADD COLUMN redirect_uris TEXT",
+        "CREATE TABLE auth_codes (
+            code_hash TEXT PRIMARY KEY,
+            org_id TEXT NOT NULL,
+            agent_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            redirect_uri TEXT NOT NULL,
+            code_challenge TEXT NOT NULL,
+            resource TEXT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            used_at BIGINT
+        )",
+        "CREATE TABLE refresh_tokens (
+            token_hash TEXT PRIMARY KEY,
+            family TEXT NOT NULL,
+            org_id TEXT NOT NULL,
+            agent_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            resource TEXT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            used_at BIGINT,
+            revoked_at BIGINT
+        )",
+        "CREATE INDEX refresh_by_family ON refresh_tokens (family)",
+    ],
 ];
 
 pub(crate) async fn run(db: &Db) -> Result<()> {

@@ -280,3 +280,165 @@ impl Db {
         )
     }
 }
+
+/// An authorization code's grant (stored by the digest of the code).
+#[derive(Debug, Clone)]
+pub struct AuthCode {
+    pub org_id: String,
+    pub agent_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub resource: String,
+    pub expires_at: i64,
+}
+
+/// What presenting a code or refresh token found.
+#[derive(Debug, Clone)]
+pub enum Redeemed<T> {
+    /// First use: here is the grant.
+    Fresh(T),
+    /// Used before: a replay (for refresh tokens, the whole family is now revoked).
+    Reused(T),
+    /// Unknown (or revoked).
+    Missing,
+}
+
+/// A refresh token's grant.
+#[derive(Debug, Clone)]
+pub struct RefreshGrant {
+    pub family: String,
+    pub org_id: String,
+    pub agent_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub resource: String,
+    pub expires_at: i64,
+}
+
+fn row_to_code(r: &sqlx::any::AnyRow) -> Result<AuthCode> {
+    Ok(AuthCode {
+        org_id: r.try_get(0)?,
+        agent_id: r.try_get(1)?,
+        user_id: r.try_get(2)?,
+        scope: r.try_get(3)?,
+        redirect_uri: r.try_get(4)?,
+        code_challenge: r.try_get(5)?,
+        resource: r.try_get(6)?,
+        expires_at: r.try_get(7)?,
+    })
+}
+
+fn row_to_refresh(r: &sqlx::any::AnyRow) -> Result<RefreshGrant> {
+    Ok(RefreshGrant {
+        family: r.try_get(0)?,
+        org_id: r.try_get(1)?,
+        agent_id: r.try_get(2)?,
+        user_id: r.try_get(3)?,
+        scope: r.try_get(4)?,
+        resource: r.try_get(5)?,
+        expires_at: r.try_get(6)?,
+    })
+}
+
+impl Db {
+    pub async fn create_auth_code(&self, code_hash: &str, c: &AuthCode) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO auth_codes (code_hash, org_id, agent_id, user_id, scope, redirect_uri, code_challenge, resource, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(code_hash)
+        .bind(&c.org_id)
+        .bind(&c.agent_id)
+        .bind(&c.user_id)
+        .bind(&c.scope)
+        .bind(&c.redirect_uri)
+        .bind(&c.code_challenge)
+        .bind(&c.resource)
+        .bind(c.expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a code used (atomically: only the first presenter gets `Fresh`).
+    pub async fn redeem_auth_code(&self, code_hash: &str) -> Result<Redeemed<AuthCode>> {
+        let cols =
+            "org_id, agent_id, user_id, scope, redirect_uri, code_challenge, resource, expires_at";
+        let res = sqlx::query(
+            "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(code_hash)
+        .execute(self.pool())
+        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {cols} FROM auth_codes WHERE code_hash = $1"
+        )))
+        .bind(code_hash.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match row {
+            None => Redeemed::Missing,
+            Some(r) if res.rows_affected() == 1 => Redeemed::Fresh(row_to_code(&r)?),
+            Some(r) => Redeemed::Reused(row_to_code(&r)?),
+        })
+    }
+
+    pub async fn store_refresh_token(&self, token_hash: &str, g: &RefreshGrant) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family, org_id, agent_id, user_id, scope, resource, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(token_hash)
+        .bind(&g.family)
+        .bind(&g.org_id)
+        .bind(&g.agent_id)
+        .bind(&g.user_id)
+        .bind(&g.scope)
+        .bind(&g.resource)
+        .bind(g.expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Uses a refresh token once. Presenting a used one revokes its whole family.
+    pub async fn redeem_refresh_token(&self, token_hash: &str) -> Result<Redeemed<RefreshGrant>> {
+        let cols =
+            "family, org_id, agent_id, user_id, scope, resource, expires_at, used_at, revoked_at";
+        let res = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(token_hash)
+        .execute(self.pool())
+        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {cols} FROM refresh_tokens WHERE token_hash = $1"
+        )))
+        .bind(token_hash.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(r) = row else {
+            return Ok(Redeemed::Missing);
+        };
+        let grant = row_to_refresh(&r)?;
+        if res.rows_affected() == 1 {
+            return Ok(Redeemed::Fresh(grant));
+        }
+        let revoked: Option<i64> = r.try_get(8)?;
+        let used: Option<i64> = r.try_get(7)?;
+        if used.is_some() {
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL",
+            )
+            .bind(now_ms())
+            .bind(&grant.family)
+            .execute(self.pool())
+            .await?;
+            return Ok(Redeemed::Reused(grant));
+        }
+        let _ = revoked;
+        Ok(Redeemed::Missing)
+    }
+}

@@ -90,6 +90,9 @@ pub struct Principal {
     pub created_at: i64,
     #[serde(default)]
     pub updated_at: i64,
+    /// Agents: redirect URIs for the authorization code flow, matched exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
 }
 
 impl Principal {
@@ -112,7 +115,7 @@ pub fn valid_principal_id(id: &str) -> bool {
             .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '#' || c == '*')
 }
 
-const COLUMNS: &str = "kind, id, display_name, owner, purpose, scopes_json, status, expires_at, created_at, updated_at";
+const COLUMNS: &str = "kind, id, display_name, owner, purpose, scopes_json, status, expires_at, created_at, updated_at, redirect_uris";
 
 fn row_to_principal(r: &sqlx::any::AnyRow) -> Result<Principal> {
     let kind: String = r.try_get(0)?;
@@ -132,6 +135,12 @@ fn row_to_principal(r: &sqlx::any::AnyRow) -> Result<Principal> {
         expires_at: r.try_get(7)?,
         created_at: r.try_get(8)?,
         updated_at: r.try_get(9)?,
+        redirect_uris: match r.try_get::<Option<String>, _>(10)? {
+            Some(j) => {
+                serde_json::from_str(&j).map_err(|e| StorageError::Corrupt(e.to_string()))?
+            }
+            None => Vec::new(),
+        },
     })
 }
 
@@ -178,7 +187,7 @@ impl Db {
         let scopes = serde_json::to_string(&p.allowed_scopes)
             .map_err(|e| StorageError::Invalid(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO principals (org_id, kind, id, display_name, owner, purpose, scopes_json, status, expires_at, password_hash, created_at, updated_at, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "INSERT INTO principals (org_id, kind, id, display_name, owner, purpose, scopes_json, status, expires_at, password_hash, created_at, updated_at, revision, redirect_uris) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(org)
         .bind(p.kind.as_str())
@@ -193,6 +202,10 @@ impl Db {
         .bind(created_at)
         .bind(now)
         .bind(revision)
+        .bind(
+            serde_json::to_string(&p.redirect_uris)
+                .map_err(|e| StorageError::Invalid(e.to_string()))?,
+        )
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -262,7 +275,7 @@ impl Db {
         .fetch_all(self.pool())
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(10)?, row_to_principal(r)?)))
+            .map(|r| Ok((r.try_get(11)?, row_to_principal(r)?)))
             .collect()
     }
 

@@ -224,6 +224,14 @@ pub async fn authorize(
                                 });
                             (first, Some(id(&claims.sub)), rest, Some(claims.scopes()))
                         }
+                        // A user's token obtained by the agent (authorization code): the
+                        // client is the agent, the subject the user.
+                        None if claims.sub.starts_with("user:") => (
+                            id(&claims.client_id),
+                            Some(id(&claims.sub)),
+                            Vec::new(),
+                            Some(claims.scopes()),
+                        ),
                         None => (id(&claims.sub), None, Vec::new(), Some(claims.scopes())),
                     }
                 }

@@ -2,6 +2,7 @@
 //! operations (`/healthz`, `/readyz`, `/metrics`) and discovery.
 
 mod admin;
+mod authflow;
 mod authorize;
 mod authzen;
 mod decisions;
@@ -101,6 +102,9 @@ api! {
     post "/v1/orgs/{org}/agents/{id}/credentials" => oauth::add_credential [oauth::NewCredential], "Register a public key (JWK) or create a client secret for an agent", "admin";
     get "/v1/orgs/{org}/agents/{id}/credentials" => oauth::list_credentials [], "List an agent's credentials", "admin";
     delete "/v1/orgs/{org}/agents/{id}/credentials/{cred}" => oauth::revoke_credential [], "Revoke a credential", "admin";
+    get "/oauth2/authorize" => authflow::authorize [], "Authorization endpoint: sign-in page (code flow, PKCE S256 required)", "none";
+    post "/oauth2/authorize/signin" => authflow::signin [], "Sign-in form (then the consent page)", "none";
+    post "/oauth2/authorize/consent" => authflow::consent [], "Consent form (redirects with the code)", "none";
     post "/oauth2/token" => oauth::token [], "OAuth 2.1 token endpoint (form-encoded; client_credentials)", "client authentication";
     post "/oauth2/revoke" => oauth::revoke [], "Token revocation (RFC 7009)", "client authentication";
     post "/oauth2/introspect" => oauth::introspect [], "Token introspection (RFC 7662)", "checker";

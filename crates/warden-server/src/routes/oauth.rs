@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 use warden_oauth::OAuthError;
 use warden_oauth::token::AccessClaims;
 use warden_storage::{PrincipalKind, Role};
@@ -218,6 +219,116 @@ async fn authenticate(
     }
 }
 
+/// What a token is issued for.
+struct Grant {
+    org: String,
+    agent: String,
+    /// `agent:<id>` (client credentials) or `user:<id>` (authorization code).
+    sub: String,
+    scopes: Vec<String>,
+    audience: String,
+}
+
+/// Checks the agent (and user) are usable and the scopes still allowed, then mints.
+fn issue(state: &AppState, g: &Grant) -> Result<(String, AccessClaims), OAuthError> {
+    let key = state
+        .oauth
+        .read()
+        .current
+        .clone()
+        .ok_or_else(|| server_error("no signing key"))?;
+    let now = warden_oauth::now_secs();
+    let claims = AccessClaims {
+        iss: state.issuer.clone(),
+        sub: g.sub.clone(),
+        aud: g.audience.clone(),
+        exp: now + TOKEN_LIFETIME,
+        iat: now,
+        nbf: now,
+        jti: uuid::Uuid::now_v7().simple().to_string(),
+        scope: g.scopes.join(" "),
+        client_id: format!("{}:{}", g.org, g.agent),
+        org: g.org.clone(),
+        act: None,
+    };
+    let token = warden_oauth::token::mint(&key, &claims)?;
+    tracing::info!(org = %g.org, agent = %g.agent, sub = %g.sub, jti = %claims.jti, "token issued");
+    Ok((token, claims))
+}
+
+fn token_response(token: &str, claims: &AccessClaims, refresh: Option<&str>) -> Response {
+    let mut body = json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": TOKEN_LIFETIME,
+        "scope": claims.scope,
+    });
+    if let Some(r) = refresh {
+        body["refresh_token"] = json!(r);
+    }
+    let mut res = axum::Json(body).into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    res
+}
+
+/// Refresh tokens live 30 days; each use replaces it (rotation).
+const REFRESH_LIFETIME: i64 = 30 * 24 * 3600;
+
+async fn new_refresh(state: &AppState, g: &Grant, family: &str) -> Result<String, OAuthError> {
+    let mut raw = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
+    let token = format!("wrt_{}", hex::encode(raw));
+    let digest = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+    state
+        .db
+        .store_refresh_token(
+            &digest,
+            &warden_storage::RefreshGrant {
+                family: family.to_string(),
+                org_id: g.org.clone(),
+                agent_id: g.agent.clone(),
+                user_id: g.sub.trim_start_matches("user:").to_string(),
+                scope: g.scopes.join(" "),
+                resource: g.audience.clone(),
+                expires_at: warden_oauth::now_secs() + REFRESH_LIFETIME,
+            },
+        )
+        .await
+        .map_err(server_error)?;
+    Ok(token)
+}
+
+/// Whether the agent and (for user tokens) the user may still get tokens.
+fn principals_usable(state: &AppState, g: &Grant) -> Result<(), OAuthError> {
+    let data = state
+        .org(&g.org)
+        .map_err(|_| OAuthError::invalid_client("unknown client"))?;
+    let d = data.read();
+    let now = warden_storage::now_ms();
+    let agent_ok = d
+        .principals
+        .get(&(PrincipalKind::Agent, g.agent.clone()))
+        .is_some_and(|p| p.is_usable(now));
+    if !agent_ok {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            format!("agent `{}` is not active", g.agent),
+        ));
+    }
+    if let Some(user) = g.sub.strip_prefix("user:")
+        && !d
+            .principals
+            .get(&(PrincipalKind::User, user.to_string()))
+            .is_some_and(|p| p.is_usable(now))
+    {
+        return Err(OAuthError::new("invalid_grant", "the user is not active"));
+    }
+    Ok(())
+}
+
 /// `POST /oauth2/token`.
 pub async fn token(
     State(state): State<Arc<AppState>>,
@@ -225,7 +336,10 @@ pub async fn token(
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, OAuthResponse> {
     let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
-    if grant != "client_credentials" {
+    if !matches!(
+        grant,
+        "client_credentials" | "authorization_code" | "refresh_token"
+    ) {
         return Err(OAuthError::new(
             "unsupported_grant_type",
             format!("grant_type `{grant}` is not supported"),
@@ -237,27 +351,148 @@ pub async fn token(
         .org_fresh(&client.org)
         .await
         .map_err(|_| OAuthError::invalid_client("unknown client"))?;
-    let (scopes, lifetime) = {
+    let _ = state
+        .db
+        .touch_credential(&client.org, &client.credential)
+        .await;
+    match grant {
+        "authorization_code" => {
+            let code = form
+                .get("code")
+                .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+            let digest = hex::encode(sha2::Sha256::digest(code.as_bytes()));
+            let c = match state
+                .db
+                .redeem_auth_code(&digest)
+                .await
+                .map_err(server_error)?
+            {
+                warden_storage::Redeemed::Fresh(c) => c,
+                warden_storage::Redeemed::Reused(_) => {
+                    tracing::warn!(org = %client.org, agent = %client.agent, "authorization code reused");
+                    return Err(OAuthError::new(
+                        "invalid_grant",
+                        "authorization code already used",
+                    )
+                    .into());
+                }
+                warden_storage::Redeemed::Missing => {
+                    return Err(
+                        OAuthError::new("invalid_grant", "unknown authorization code").into(),
+                    );
+                }
+            };
+            if c.org_id != client.org || c.agent_id != client.agent {
+                return Err(OAuthError::new(
+                    "invalid_grant",
+                    "the code was issued to another client",
+                )
+                .into());
+            }
+            if c.expires_at < warden_oauth::now_secs() {
+                return Err(OAuthError::new("invalid_grant", "authorization code expired").into());
+            }
+            if form.get("redirect_uri") != Some(&c.redirect_uri) {
+                return Err(OAuthError::new("invalid_grant", "redirect_uri does not match").into());
+            }
+            let verifier = form.get("code_verifier").map(String::as_str).unwrap_or("");
+            if !super::authflow::pkce_matches(verifier, &c.code_challenge) {
+                return Err(OAuthError::new("invalid_grant", "PKCE verification failed").into());
+            }
+            let g = Grant {
+                org: c.org_id,
+                agent: c.agent_id,
+                sub: format!("user:{}", c.user_id),
+                scopes: c.scope.split_whitespace().map(str::to_string).collect(),
+                audience: c.resource,
+            };
+            principals_usable(&state, &g)?;
+            let (token, claims) = issue(&state, &g)?;
+            let family = uuid::Uuid::now_v7().simple().to_string();
+            let refresh = new_refresh(&state, &g, &family).await?;
+            return Ok(token_response(&token, &claims, Some(&refresh)));
+        }
+        "refresh_token" => {
+            let rt = form
+                .get("refresh_token")
+                .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+            let digest = hex::encode(sha2::Sha256::digest(rt.as_bytes()));
+            let r = match state
+                .db
+                .redeem_refresh_token(&digest)
+                .await
+                .map_err(server_error)?
+            {
+                warden_storage::Redeemed::Fresh(r) => r,
+                warden_storage::Redeemed::Reused(r) => {
+                    tracing::warn!(org = %r.org_id, family = %r.family, "refresh token reused: family revoked");
+                    return Err(OAuthError::new(
+                        "invalid_grant",
+                        "refresh token already used: every token of its family is revoked",
+                    )
+                    .into());
+                }
+                warden_storage::Redeemed::Missing => {
+                    return Err(OAuthError::new(
+                        "invalid_grant",
+                        "unknown or revoked refresh token",
+                    )
+                    .into());
+                }
+            };
+            if r.org_id != client.org || r.agent_id != client.agent {
+                return Err(OAuthError::new(
+                    "invalid_grant",
+                    "the refresh token belongs to another client",
+                )
+                .into());
+            }
+            if r.expires_at < warden_oauth::now_secs() {
+                return Err(OAuthError::new("invalid_grant", "refresh token expired").into());
+            }
+            // Scopes can only narrow, and only to what the agent is still allowed.
+            let allowed: Vec<String> = {
+                let d = data.read();
+                d.principals
+                    .get(&(PrincipalKind::Agent, r.agent_id.clone()))
+                    .map(|p| p.allowed_scopes.clone())
+                    .unwrap_or_default()
+            };
+            let scopes: Vec<String> = r
+                .scope
+                .split_whitespace()
+                .filter(|s| allowed.iter().any(|a| a == s))
+                .map(str::to_string)
+                .collect();
+            let g = Grant {
+                org: r.org_id,
+                agent: r.agent_id,
+                sub: format!("user:{}", r.user_id),
+                scopes,
+                audience: r.resource,
+            };
+            principals_usable(&state, &g)?;
+            let (token, claims) = issue(&state, &g)?;
+            let refresh = new_refresh(&state, &g, &r.family).await?;
+            return Ok(token_response(&token, &claims, Some(&refresh)));
+        }
+        _ => {}
+    }
+    // client_credentials: the agent itself.
+    let scopes = {
         let d = data.read();
         let agent = d
             .principals
             .get(&(PrincipalKind::Agent, client.agent.clone()))
             .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
-        if !agent.is_usable(warden_storage::now_ms()) {
-            return Err(OAuthError::new(
-                "unauthorized_client",
-                format!("agent `{}` is not active", client.agent),
-            )
-            .into());
-        }
         let allowed: Vec<&String> = agent
             .allowed_scopes
             .iter()
             .filter(|s| d.settings.scopes.contains_key(*s))
             .collect();
-        let scopes: Vec<String> = match form.get("scope") {
+        match form.get("scope") {
             Some(req) => {
-                let mut out = Vec::new();
+                let mut out: Vec<String> = Vec::new();
                 for s in req.split_whitespace() {
                     if !allowed.iter().any(|a| *a == s) {
                         return Err(OAuthError::new(
@@ -273,8 +508,7 @@ pub async fn token(
                 out
             }
             None => allowed.into_iter().cloned().collect(),
-        };
-        (scopes, TOKEN_LIFETIME)
+        }
     };
     let audience = match form.get("resource") {
         Some(r) if r.starts_with("https://") || r.starts_with("http://") => r.clone(),
@@ -285,44 +519,16 @@ pub async fn token(
         }
         None => state.issuer.clone(),
     };
-    let key = state
-        .oauth
-        .read()
-        .current
-        .clone()
-        .ok_or_else(|| server_error("no signing key"))?;
-    let now = warden_oauth::now_secs();
-    let claims = AccessClaims {
-        iss: state.issuer.clone(),
-        sub: format!("agent:{}", client.agent),
-        aud: audience,
-        exp: now + lifetime,
-        iat: now,
-        nbf: now,
-        jti: uuid::Uuid::now_v7().simple().to_string(),
-        scope: scopes.join(" "),
-        client_id: format!("{}:{}", client.org, client.agent),
+    let g = Grant {
         org: client.org.clone(),
-        act: None,
+        agent: client.agent.clone(),
+        sub: format!("agent:{}", client.agent),
+        scopes,
+        audience,
     };
-    let token = warden_oauth::token::mint(&key, &claims)?;
-    let _ = state
-        .db
-        .touch_credential(&client.org, &client.credential)
-        .await;
-    tracing::info!(org = %client.org, agent = %client.agent, jti = %claims.jti, "token issued");
-    let mut res = axum::Json(json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": lifetime,
-        "scope": claims.scope,
-    }))
-    .into_response();
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    Ok(res)
+    principals_usable(&state, &g)?;
+    let (token, claims) = issue(&state, &g)?;
+    Ok(token_response(&token, &claims, None))
 }
 
 /// Verifies a Warden access token: signature, issuer, audience (when given), lifetime,
@@ -424,14 +630,16 @@ pub async fn metadata(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "jwks_uri": format!("{i}/oauth2/jwks"),
         "revocation_endpoint": format!("{i}/oauth2/revoke"),
         "introspection_endpoint": format!("{i}/oauth2/introspect"),
-        "grant_types_supported": ["client_credentials"],
+        "authorization_endpoint": format!("{i}/oauth2/authorize"),
+        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
         "token_endpoint_auth_methods_supported":
             ["private_key_jwt", "client_secret_basic", "client_secret_post"],
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256", "RS256"],
         "revocation_endpoint_auth_methods_supported":
             ["private_key_jwt", "client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "authorization_response_iss_parameter_supported": true,
         "scopes_supported": [],
         "id_token_signing_alg_values_supported": ["EdDSA"],
         "subject_types_supported": ["public"],

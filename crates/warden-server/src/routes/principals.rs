@@ -39,6 +39,23 @@ pub struct PutPrincipal {
     /// Agents: expiry, milliseconds since the Unix epoch.
     #[serde(default)]
     expires_at: Option<i64>,
+    /// Agents: redirect URIs for the authorization code flow (matched exactly;
+    /// `https://`, or `http://` on localhost / 127.0.0.1 only; no fragment).
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+}
+
+fn valid_redirect_uri(u: &str) -> bool {
+    let local = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
+        .iter()
+        .any(|p| {
+            u.strip_prefix(p)
+                .is_some_and(|r| r.is_empty() || r.starts_with(':') || r.starts_with('/'))
+        });
+    (u.starts_with("https://") || local)
+        && !u.contains('#')
+        && !u.chars().any(|c| c.is_whitespace() || c.is_control())
+        && u.len() <= 2000
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -109,10 +126,11 @@ pub async fn put(
         && (body.owner.is_some()
             || body.purpose.is_some()
             || !body.allowed_scopes.is_empty()
-            || body.expires_at.is_some())
+            || body.expires_at.is_some()
+            || !body.redirect_uris.is_empty())
     {
         return Err(ApiError::bad_request(
-            "owner, purpose, allowed_scopes and expires_at are for agents",
+            "owner, purpose, allowed_scopes, expires_at and redirect_uris are for agents",
         ));
     }
     if kind != PrincipalKind::User && body.password.is_some() {
@@ -143,6 +161,11 @@ pub async fn put(
             }
         }
     }
+    if let Some(bad) = body.redirect_uris.iter().find(|u| !valid_redirect_uri(u)) {
+        return Err(ApiError::bad_request(format!(
+            "redirect URI `{bad}`: use https://, or http:// on localhost, without a fragment"
+        )));
+    }
     let hash = body.password.as_deref().map(hash_password).transpose()?;
     let p = Principal {
         kind,
@@ -155,6 +178,7 @@ pub async fn put(
         expires_at: body.expires_at,
         created_at: 0,
         updated_at: 0,
+        redirect_uris: body.redirect_uris,
     };
     let (stored, revision) = state.db.put_principal(&org, &p, hash.as_deref()).await?;
     state.db.notify().await;
