@@ -399,6 +399,125 @@ async fn authorization_code_with_pkce_consent_and_refresh_rotation() {
         query_of(res.headers()["location"].to_str().unwrap())["error"],
         "access_denied"
     );
+    // Token exchange: a sub-agent acts for Anne through the bot; the chain is nested.
+    acme.put(
+        "/v1/orgs/acme/agents/helper",
+        json!({"owner": "user:anne", "allowed_scopes": ["docs.read"]}),
+    )
+    .await;
+    let (_, hc) = acme
+        .post(
+            "/v1/orgs/acme/agents/helper/credentials",
+            json!({"kind": "secret"}),
+        )
+        .await;
+    let hsecret = hc["secret"].as_str().unwrap().to_string();
+    acme.post(
+        "/v1/orgs/acme/tuples/write",
+        json!({"writes": [
+        {"user": "agent:helper", "relation": "viewer", "object": "document:1"}]}),
+    )
+    .await;
+    let helper_token = |fields: Vec<(&'static str, String)>| {
+        let base = base.clone();
+        let hsecret = hsecret.clone();
+        async move {
+            let res = http()
+                .post(format!("{base}/oauth2/token"))
+                .basic_auth("acme%3Ahelper", Some(hsecret))
+                .form(&fields)
+                .send()
+                .await
+                .unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (_, own) = helper_token(vec![("grant_type", "client_credentials".into())]).await;
+    let own = own["access_token"].as_str().unwrap().to_string();
+    let exchange = |scope: Option<&str>, actor: &str| {
+        let mut f = vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_string(),
+            ),
+            ("subject_token", access.clone()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token".to_string(),
+            ),
+            ("actor_token", actor.to_string()),
+            (
+                "actor_token_type",
+                "urn:ietf:params:oauth:token-type:access_token".to_string(),
+            ),
+        ];
+        if let Some(s) = scope {
+            f.push(("scope", s.to_string()));
+        }
+        f
+    };
+    let (s, ex) = helper_token(exchange(None, &own)).await;
+    assert_eq!(s, 200, "{ex}");
+    assert_eq!(
+        ex["issued_token_type"],
+        json!("urn:ietf:params:oauth:token-type:access_token")
+    );
+    let delegated = ex["access_token"].as_str().unwrap().to_string();
+    let payload: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(delegated.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(payload["sub"], json!("user:anne"));
+    assert_eq!(
+        payload["act"],
+        json!({"sub": "agent:helper", "act": {"sub": "agent:bot"}})
+    );
+    let (_, d) = acme
+        .post("/v1/orgs/acme/authorize", decide(&delegated, "document:1"))
+        .await;
+    assert_eq!(
+        d["allowed"],
+        json!(true),
+        "user, helper and bot all hold it: {d}"
+    );
+    let (_, d) = acme
+        .post("/v1/orgs/acme/authorize", decide(&delegated, "document:2"))
+        .await;
+    assert_eq!(d["allowed"], json!(false), "{d}");
+    // Asking for a scope the user's token or the agent lacks; an actor token not its own.
+    let (s, e) = helper_token(exchange(Some("docs.write"), &own)).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{e}"
+    );
+    let (s, e) = helper_token(exchange(None, &access)).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
+    // The bot suspended mid-session: the chain no longer holds.
+    acme.post(
+        "/v1/orgs/acme/agents/bot/status",
+        json!({"status": "suspended"}),
+    )
+    .await;
+    let (_, d) = acme
+        .post("/v1/orgs/acme/authorize", decide(&delegated, "document:1"))
+        .await;
+    assert_eq!(d["allowed"], json!(false), "{d}");
+    acme.post(
+        "/v1/orgs/acme/agents/bot/status",
+        json!({"status": "active"}),
+    )
+    .await;
+
     // A suspended user cannot sign in.
     acme.post(
         "/v1/orgs/acme/users/anne/status",

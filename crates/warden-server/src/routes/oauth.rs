@@ -219,6 +219,12 @@ async fn authenticate(
     }
 }
 
+/// RFC 8693 grant type.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// Most actors in one delegation chain.
+const MAX_CHAIN: usize = 5;
+
 /// What a token is issued for.
 struct Grant {
     org: String,
@@ -231,6 +237,14 @@ struct Grant {
 
 /// Checks the agent (and user) are usable and the scopes still allowed, then mints.
 fn issue(state: &AppState, g: &Grant) -> Result<(String, AccessClaims), OAuthError> {
+    issue_with_act(state, g, None)
+}
+
+fn issue_with_act(
+    state: &AppState,
+    g: &Grant,
+    act: Option<warden_oauth::token::Actor>,
+) -> Result<(String, AccessClaims), OAuthError> {
     let key = state
         .oauth
         .read()
@@ -249,7 +263,7 @@ fn issue(state: &AppState, g: &Grant) -> Result<(String, AccessClaims), OAuthErr
         scope: g.scopes.join(" "),
         client_id: format!("{}:{}", g.org, g.agent),
         org: g.org.clone(),
-        act: None,
+        act,
     };
     let token = warden_oauth::token::mint(&key, &claims)?;
     tracing::info!(org = %g.org, agent = %g.agent, sub = %g.sub, jti = %claims.jti, "token issued");
@@ -338,7 +352,7 @@ pub async fn token(
     let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
     if !matches!(
         grant,
-        "client_credentials" | "authorization_code" | "refresh_token"
+        "client_credentials" | "authorization_code" | "refresh_token" | TOKEN_EXCHANGE
     ) {
         return Err(OAuthError::new(
             "unsupported_grant_type",
@@ -476,6 +490,7 @@ pub async fn token(
             let refresh = new_refresh(&state, &g, &r.family).await?;
             return Ok(token_response(&token, &claims, Some(&refresh)));
         }
+        TOKEN_EXCHANGE => return exchange(&state, &client, &form),
         _ => {}
     }
     // client_credentials: the agent itself.
@@ -529,6 +544,164 @@ pub async fn token(
     principals_usable(&state, &g)?;
     let (token, claims) = issue(&state, &g)?;
     Ok(token_response(&token, &claims, None))
+}
+
+/// RFC 8693 token exchange: the authenticated agent presents a token that speaks for a
+/// user (`subject_token`) and its own token (`actor_token`), and receives a delegated
+/// token for the same user whose `act` claim names it, on top of any earlier actors.
+/// Scopes: what is asked (default: the subject token's), which must lie within the
+/// subject token's scopes and the agent's allowed scopes. Never wider.
+fn exchange(
+    state: &AppState,
+    client: &ClientIdentity,
+    form: &HashMap<String, String>,
+) -> Result<Response, OAuthResponse> {
+    let field = |k: &str| {
+        form.get(k)
+            .map(String::as_str)
+            .ok_or_else(|| OAuthError::invalid_request(format!("{k} is required")))
+    };
+    for k in ["subject_token_type", "actor_token_type"] {
+        if field(k)? != ACCESS_TOKEN_TYPE {
+            return Err(
+                OAuthError::invalid_request(format!("{k} must be {ACCESS_TOKEN_TYPE}")).into(),
+            );
+        }
+    }
+    let bad = |what: &str, e: OAuthError| {
+        OAuthError::new("invalid_grant", format!("{what}: {}", e.description))
+    };
+    let subject =
+        verify_token(state, field("subject_token")?, None).map_err(|e| bad("subject_token", e))?;
+    let actor =
+        verify_token(state, field("actor_token")?, None).map_err(|e| bad("actor_token", e))?;
+    let me = format!("agent:{}", client.agent);
+    if actor.org != client.org || actor.sub != me || actor.act.is_some() {
+        return Err(OAuthError::new(
+            "invalid_grant",
+            "the actor_token must be the client's own token",
+        )
+        .into());
+    }
+    if subject.org != client.org {
+        return Err(OAuthError::new(
+            "invalid_grant",
+            "the subject_token belongs to another organization",
+        )
+        .into());
+    }
+    if !subject.sub.starts_with("user:") {
+        return Err(
+            OAuthError::new("invalid_grant", "the subject_token must speak for a user").into(),
+        );
+    }
+    // The earlier chain: the subject token's actors, or the agent it was issued to.
+    let previous = match &subject.act {
+        Some(a) => Some(a.clone()),
+        None => {
+            let holder = format!(
+                "agent:{}",
+                subject.client_id.split_once(':').map_or("", |(_, a)| a)
+            );
+            (holder != me).then_some(warden_oauth::token::Actor {
+                sub: holder,
+                act: None,
+            })
+        }
+    };
+    let act = warden_oauth::token::Actor {
+        sub: me.clone(),
+        act: previous.map(Box::new),
+    };
+    if act.chain().len() > MAX_CHAIN {
+        return Err(OAuthError::new(
+            "invalid_grant",
+            format!("delegation chains hold at most {MAX_CHAIN} actors"),
+        )
+        .into());
+    }
+    let allowed: Vec<String> = {
+        let data = state
+            .org(&client.org)
+            .map_err(|_| OAuthError::invalid_client("unknown client"))?;
+        let d = data.read();
+        d.principals
+            .get(&(PrincipalKind::Agent, client.agent.clone()))
+            .map(|p| p.allowed_scopes.clone())
+            .unwrap_or_default()
+    };
+    let granted = subject.scopes();
+    let requested: Vec<String> = match form.get("scope") {
+        Some(s) => s.split_whitespace().map(str::to_string).collect(),
+        None => granted
+            .iter()
+            .filter(|s| allowed.contains(s))
+            .cloned()
+            .collect(),
+    };
+    if let Some(s) = requested
+        .iter()
+        .find(|s| !granted.contains(s) || !allowed.contains(s))
+    {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            format!("scope `{s}` is not held by both the user's token and the agent"),
+        )
+        .into());
+    }
+    let audience = match form.get("resource") {
+        Some(r) if r.starts_with("https://") || r.starts_with("http://") => r.clone(),
+        Some(_) => {
+            return Err(
+                OAuthError::new("invalid_target", "resource must be an absolute URI").into(),
+            );
+        }
+        None => subject.aud.clone(),
+    };
+    let g = Grant {
+        org: client.org.clone(),
+        agent: client.agent.clone(),
+        sub: subject.sub.clone(),
+        scopes: requested,
+        audience,
+    };
+    principals_usable(state, &g)?;
+    // Every earlier actor must still be usable too.
+    {
+        let data = state
+            .org(&client.org)
+            .map_err(|_| OAuthError::invalid_client("unknown client"))?;
+        let d = data.read();
+        let now = warden_storage::now_ms();
+        for a in act.chain() {
+            let id = a.trim_start_matches("agent:").to_string();
+            if !d
+                .principals
+                .get(&(PrincipalKind::Agent, id))
+                .is_some_and(|p| p.is_usable(now))
+            {
+                return Err(
+                    OAuthError::new("invalid_grant", format!("actor `{a}` is not active")).into(),
+                );
+            }
+        }
+    }
+    let (token, claims) = issue_with_act(state, &g, Some(act))?;
+    let mut res = token_response(&token, &claims, None);
+    if let Ok(body) = serde_json::to_value(json!({
+        "access_token": token,
+        "issued_token_type": ACCESS_TOKEN_TYPE,
+        "token_type": "Bearer",
+        "expires_in": TOKEN_LIFETIME,
+        "scope": claims.scope,
+    })) {
+        res = axum::Json(body).into_response();
+        res.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    Ok(res)
 }
 
 /// Verifies a Warden access token: signature, issuer, audience (when given), lifetime,
@@ -631,7 +804,7 @@ pub async fn metadata(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "revocation_endpoint": format!("{i}/oauth2/revoke"),
         "introspection_endpoint": format!("{i}/oauth2/introspect"),
         "authorization_endpoint": format!("{i}/oauth2/authorize"),
-        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token", TOKEN_EXCHANGE],
         "token_endpoint_auth_methods_supported":
             ["private_key_jwt", "client_secret_basic", "client_secret_post"],
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256", "RS256"],
