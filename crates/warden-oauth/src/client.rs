@@ -13,8 +13,9 @@ use crate::OAuthError;
 /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// Longest lifetime accepted for a client assertion, in seconds.
-pub const MAX_ASSERTION_LIFETIME: i64 = 300;
+/// Longest lifetime accepted for a client assertion, in seconds (an hour: what common
+/// client libraries such as authlib issue; every `jti` is accepted only once anyway).
+pub const MAX_ASSERTION_LIFETIME: i64 = 3600;
 
 /// A new client secret (shown once) and its stored digest.
 pub fn new_secret() -> (String, String) {
@@ -60,7 +61,7 @@ pub fn assertion_client(assertion: &str) -> Result<String, OAuthError> {
 
 /// Verifies a client assertion against the client's registered public keys: an
 /// asymmetric algorithm matching the key, `iss` = `sub` = the client id, an accepted
-/// audience, not expired and living at most five minutes, with a `jti` (the caller
+/// audience, not expired and living at most an hour, with a `jti` (the caller
 /// refuses a `jti` seen before).
 pub fn verify_assertion(
     assertion: &str,
@@ -104,7 +105,7 @@ pub fn verify_assertion(
                     || a.exp - now > MAX_ASSERTION_LIFETIME
                 {
                     return Err(OAuthError::invalid_client(
-                        "client assertion lives longer than five minutes",
+                        "client assertion lives longer than an hour",
                     ));
                 }
                 return Ok(a);
@@ -153,7 +154,7 @@ mod tests {
         assert!(verify_assertion(&wrong_aud, "acme:a", std::slice::from_ref(&jwk), &aud).is_err());
         let expired = sign(&claims("acme:a", &aud[0], now - 60));
         assert!(verify_assertion(&expired, "acme:a", std::slice::from_ref(&jwk), &aud).is_err());
-        let long = sign(&claims("acme:a", &aud[0], now + 3600));
+        let long = sign(&claims("acme:a", &aud[0], now + 7200));
         assert!(verify_assertion(&long, "acme:a", std::slice::from_ref(&jwk), &aud).is_err());
         // Signed by a key the client never registered.
         let other = SigningKey::generate().unwrap();

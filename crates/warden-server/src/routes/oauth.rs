@@ -123,8 +123,10 @@ async fn authenticate(
                 .decode(b.trim())
                 .ok()
                 .and_then(|d| String::from_utf8(d).ok())
+                // Split at the last `:`: Warden's secrets never hold one, while a
+                // client id does (`org:agent`), encoded as RFC 6749 asks or not.
                 .and_then(|s| {
-                    s.split_once(':')
+                    s.rsplit_once(':')
                         .map(|(i, p)| (percent_decode(i), percent_decode(p)))
                 })
                 .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))

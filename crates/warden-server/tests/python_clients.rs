@@ -1,0 +1,154 @@
+//! Real third-party OAuth clients (Python `authlib` and `pyjwt`, installed by `.ci/run`
+//! into `target/py-venv`) against a real server: see `tests/python/oauth_clients.py`.
+//!
+//! Without that interpreter the test is skipped with a loud message, unless
+//! `WARDEN_REQUIRE_PYTHON` is set (as CI sets it), where that is a failure.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test fixtures fail loudly"
+)]
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use common::{Client, start};
+use serde_json::json;
+use warden_storage::testing::TestDb;
+
+fn python() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let p = std::env::var_os("WARDEN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/py-venv/bin/python"));
+    let ok = Command::new(&p)
+        .args(["-c", "import authlib, jwt, requests"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(p);
+    }
+    if std::env::var_os("WARDEN_REQUIRE_PYTHON").is_some() {
+        panic!(
+            "Python clients required (WARDEN_REQUIRE_PYTHON) but not usable at {}",
+            p.display()
+        );
+    }
+    eprintln!(
+        "\n!!! SKIPPING Python client tests: no venv with authlib/pyjwt at {} (run .ci/run, or set WARDEN_PYTHON) !!!\n",
+        p.display()
+    );
+    None
+}
+
+const DSL: &str = "model\n  schema 1.1\n\ntype user\n\ntype agent\n\ntype document\n  relations\n    define viewer: [user, agent]\n";
+
+#[tokio::test]
+async fn authlib_and_pyjwt_against_warden() {
+    let Some(py) = python() else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let server = start(&db.url).await;
+    let base = format!("http://{}", server.local_addr);
+    let admin = Client::new(&server, server.bootstrap_key.as_deref().unwrap());
+    let acme = admin.org_with_model("acme", DSL).await;
+    acme.put(
+        "/v1/orgs/acme/settings",
+        json!({"scopes": {"docs.read": ["document#viewer"]}}),
+    )
+    .await;
+    acme.put(
+        "/v1/orgs/acme/users/anne",
+        json!({"display_name": "Anne", "password": "correct horse battery"}),
+    )
+    .await;
+    let redirect = "http://127.0.0.1:9/callback";
+    for (agent, extra) in [
+        ("bot", json!({})),
+        ("helper", json!({"redirect_uris": [redirect]})),
+    ] {
+        let mut body = json!({"owner": "user:anne", "allowed_scopes": ["docs.read"]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (s, b) = acme
+            .put(&format!("/v1/orgs/acme/agents/{agent}"), body)
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    // The bot's key pair: the public half registered, the private half given to authlib.
+    let seed = [7u8; 32];
+    let sk = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let x = b64(&sk.verifying_key().to_bytes());
+    let public = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "bot-1"});
+    let (s, b) = acme
+        .post(
+            "/v1/orgs/acme/agents/bot/credentials",
+            json!({"kind": "jwk", "jwk": public}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (_, hc) = acme
+        .post(
+            "/v1/orgs/acme/agents/helper/credentials",
+            json!({"kind": "secret"}),
+        )
+        .await;
+    acme.post(
+        "/v1/orgs/acme/tuples/write",
+        json!({"writes": [
+            {"user": "user:anne", "relation": "viewer", "object": "document:1"},
+            {"user": "agent:bot", "relation": "viewer", "object": "document:1"},
+            {"user": "agent:helper", "relation": "viewer", "object": "document:1"},
+            {"user": "agent:helper", "relation": "viewer", "object": "document:2"},
+        ]}),
+    )
+    .await;
+    let cfg = json!({
+        "base": base,
+        "org": "acme",
+        "api_key": acme.key,
+        "bot_client_id": "acme:bot",
+        "bot_private_jwk": {"kty": "OKP", "crv": "Ed25519", "x": x, "d": b64(&seed), "kid": "bot-1"},
+        "helper_client_id": "acme:helper",
+        "helper_secret": hc["secret"],
+        "redirect_uri": redirect,
+        "username": "anne",
+        "password": "correct horse battery",
+    });
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/oauth_clients.py");
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(py)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(cfg.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("all passed"),
+        "python clients failed:\n{stdout}\n{stderr}"
+    );
+    server.shutdown().await.unwrap();
+}
