@@ -38,6 +38,20 @@ enum Cmd {
         #[arg(long)]
         key: bool,
     },
+    /// Set up an organization with a user, an agent and a scope, then measure token
+    /// issuance (client_credentials) and the full delegated decision over HTTP (token
+    /// verification + scope + the user's and the agent's checks).
+    Authz {
+        #[arg(long, default_value = "http://127.0.0.1:8380")]
+        server: String,
+        /// A server administrator key.
+        #[arg(long, env = "WARDEN_API_KEY")]
+        api_key: String,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+    },
     /// Send checks to a server and report throughput and latency.
     Run {
         #[arg(long, default_value = "http://127.0.0.1:8380")]
@@ -192,6 +206,262 @@ async fn run(
     Ok(())
 }
 
+/// Sends `make(i)` requests for `seconds` over `conns` connections; prints a summary.
+async fn hammer<F, Fut>(label: &str, seconds: u64, conns: usize, make: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (make, next, errors) = (make.clone(), next.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                if make(i).await {
+                    lat.push(t.elapsed());
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    let took = started.elapsed();
+    all.sort();
+    println!(
+        "{label}: {} in {:.1} s over {conns} connections: {:.0}/s; p50 {:?} p90 {:?} p99 {:?}; {} errors",
+        all.len(),
+        took.as_secs_f64(),
+        all.len() as f64 / took.as_secs_f64(),
+        percentile(&all, 0.50),
+        percentile(&all, 0.90),
+        percentile(&all, 0.99),
+        errors.load(Ordering::Relaxed),
+    );
+    Ok(())
+}
+
+/// The hidden `ticket` field of a page.
+fn ticket(html: &str) -> anyhow::Result<String> {
+    let start = html
+        .find("name=\"ticket\" value=\"")
+        .context("no ticket in the page")?
+        + 21;
+    Ok(html[start..].split('"').next().unwrap_or("").to_string())
+}
+
+async fn authz(server: &str, admin: &str, seconds: u64, conns: usize) -> anyhow::Result<()> {
+    let base = server.trim_end_matches('/').to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(conns)
+        .build()?;
+    let call = |method: reqwest::Method, path: &str, key: &str, body: serde_json::Value| {
+        let req = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(key)
+            .json(&body);
+        async move {
+            let res = req.send().await?;
+            let status = res.status();
+            let v: serde_json::Value = res.json().await.unwrap_or_default();
+            if !status.is_success() {
+                bail!("{status}: {v}");
+            }
+            anyhow::Ok(v)
+        }
+    };
+    let org = format!("authz{}", std::process::id());
+    call(reqwest::Method::POST, "/v1/orgs", admin, json!({"id": org})).await?;
+    call(
+        reqwest::Method::POST,
+        &format!("/v1/orgs/{org}/models"),
+        admin,
+        json!({"dsl": "model\n  schema 1.1\ntype user\ntype agent\ntype document\n  relations\n    define viewer: [user, agent]\n"}),
+    )
+    .await?;
+    call(
+        reqwest::Method::PUT,
+        &format!("/v1/orgs/{org}/settings"),
+        admin,
+        json!({"scopes": {"docs.read": ["document#viewer"]}}),
+    )
+    .await?;
+    call(
+        reqwest::Method::PUT,
+        &format!("/v1/orgs/{org}/users/anne"),
+        admin,
+        json!({"password": "correct horse battery"}),
+    )
+    .await?;
+    let redirect = "http://127.0.0.1:9/cb";
+    call(
+        reqwest::Method::PUT,
+        &format!("/v1/orgs/{org}/agents/bot"),
+        admin,
+        json!({"owner": "user:anne", "allowed_scopes": ["docs.read"], "redirect_uris": [redirect]}),
+    )
+    .await?;
+    let cred = call(
+        reqwest::Method::POST,
+        &format!("/v1/orgs/{org}/agents/bot/credentials"),
+        admin,
+        json!({"kind": "secret"}),
+    )
+    .await?;
+    let secret = cred["secret"].as_str().unwrap_or("").to_string();
+    let writes: Vec<serde_json::Value> = (0..1000)
+        .flat_map(|d| {
+            [
+                json!({"user": "user:anne", "relation": "viewer", "object": format!("document:{d}")}),
+                json!({"user": "agent:bot", "relation": "viewer", "object": format!("document:{}", d * 2)}),
+            ]
+        })
+        .collect();
+    for chunk in writes.chunks(1000) {
+        call(
+            reqwest::Method::POST,
+            &format!("/v1/orgs/{org}/tuples/write"),
+            admin,
+            json!({"writes": chunk}),
+        )
+        .await?;
+    }
+    let client_id = format!("{org}:bot");
+    // Token issuance.
+    let token_url = format!("{base}/oauth2/token");
+    {
+        let (http, url, cid, secret) = (
+            http.clone(),
+            token_url.clone(),
+            client_id.clone(),
+            secret.clone(),
+        );
+        hammer(
+            "token issuance (client_credentials, client_secret_basic)",
+            seconds,
+            conns,
+            move |_| {
+                let req = http
+                    .post(&url)
+                    .basic_auth(&cid, Some(&secret))
+                    .form(&[("grant_type", "client_credentials")]);
+                async move { req.send().await.is_ok_and(|r| r.status().is_success()) }
+            },
+        )
+        .await?;
+    }
+    // A user token through the real pages (code flow with PKCE).
+    let verifier = "loadgen-verifier-0123456789-0123456789-0123456789-abcdef";
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let page = http
+        .get(format!("{base}/oauth2/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect),
+            ("scope", "docs.read"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await?
+        .text()
+        .await?;
+    let page = http
+        .post(format!("{base}/oauth2/authorize/signin"))
+        .form(&[
+            ("ticket", ticket(&page)?.as_str()),
+            ("username", "anne"),
+            ("password", "correct horse battery"),
+        ])
+        .send()
+        .await?
+        .text()
+        .await?;
+    let res = http
+        .post(format!("{base}/oauth2/authorize/consent"))
+        .form(&[("ticket", ticket(&page)?.as_str()), ("decision", "approve")])
+        .send()
+        .await?;
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let code = location
+        .split("code=")
+        .nth(1)
+        .and_then(|c| c.split('&').next())
+        .unwrap_or("")
+        .to_string();
+    let tok: serde_json::Value = http
+        .post(&token_url)
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let user_token = tok["access_token"]
+        .as_str()
+        .context("no user token")?
+        .to_string();
+    // The full delegated decision: token verification, scope, user and agent checks.
+    let allowed = Arc::new(AtomicUsize::new(0));
+    {
+        let (http, url, key, token, allowed) = (
+            http.clone(),
+            format!("{base}/v1/orgs/{org}/authorize"),
+            admin.to_string(),
+            user_token,
+            allowed.clone(),
+        );
+        hammer("delegated decision (POST /authorize with a user token)", seconds, conns, move |i| {
+            let body = json!({"token": token, "relation": "viewer", "object": format!("document:{}", i % 1000)}).to_string();
+            let req = http.post(&url).bearer_auth(&key).header("content-type", "application/json").body(body);
+            let allowed = allowed.clone();
+            async move {
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        if r.text().await.unwrap_or_default().contains("\"allowed\":true") {
+                            allowed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        })
+        .await?;
+    }
+    println!(
+        "  ({} decisions allowed: user and agent both hold every other document)",
+        allowed.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -204,6 +474,12 @@ fn main() -> anyhow::Result<()> {
                 tuples,
                 key,
             } => seed(&database_url, tuples, key).await,
+            Cmd::Authz {
+                server,
+                api_key,
+                seconds,
+                connections,
+            } => authz(&server, &api_key, seconds, connections).await,
             Cmd::Run {
                 server,
                 api_key,

@@ -67,6 +67,8 @@ struct ClientIdentity {
     agent: String,
     /// The credential used (for last-used times).
     credential: String,
+    /// When it was last recorded as used.
+    last_used_at: Option<i64>,
 }
 
 fn split_client_id(client_id: &str) -> Result<(String, String), OAuthError> {
@@ -185,10 +187,12 @@ async fn authenticate(
             return Err(OAuthError::invalid_client("client assertion already used"));
         }
         let credential = live.first().map(|c| c.id.clone()).unwrap_or_default();
+        let last_used_at = live.first().and_then(|c| c.last_used_at);
         return Ok(ClientIdentity {
             org,
             agent,
             credential,
+            last_used_at,
         });
     }
     let (client_id, secret) = match basic {
@@ -216,6 +220,7 @@ async fn authenticate(
             org,
             agent,
             credential: c.id.clone(),
+            last_used_at: c.last_used_at,
         }),
         None => Err(OAuthError::invalid_client("unknown client or wrong secret")),
     }
@@ -367,10 +372,17 @@ pub async fn token(
         .org_fresh(&client.org)
         .await
         .map_err(|_| OAuthError::invalid_client("unknown client"))?;
-    let _ = state
-        .db
-        .touch_credential(&client.org, &client.credential)
-        .await;
+    // Last-used times are kept to the minute: a synchronous write per token would
+    // cost more than the token.
+    if client
+        .last_used_at
+        .is_none_or(|t| warden_storage::now_ms() - t > 60_000)
+    {
+        let _ = state
+            .db
+            .touch_credential(&client.org, &client.credential)
+            .await;
+    }
     match grant {
         "authorization_code" => {
             let code = form
