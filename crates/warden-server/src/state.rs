@@ -102,6 +102,9 @@ impl OrgData {
     }
 }
 
+/// The hard maximum of an access token's lifetime, in seconds.
+pub const MAX_TOKEN_LIFETIME: i64 = 3600;
+
 /// Server settings the request handlers need.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -113,6 +116,8 @@ pub struct Limits {
     pub max_batch_checks: usize,
     /// How long a verified key is trusted before being looked up again.
     pub key_cache_ttl: Duration,
+    /// Access token lifetime, in seconds (at most [`MAX_TOKEN_LIFETIME`]).
+    pub token_lifetime_secs: i64,
     /// The URL clients reach this server at (for discovery documents); without it,
     /// `http://<Host header>`.
     pub public_url: Option<String>,
@@ -126,6 +131,7 @@ impl Default for Limits {
             max_batch_checks: 100,
             key_cache_ttl: Duration::from_secs(10),
             public_url: None,
+            token_lifetime_secs: 300,
         }
     }
 }

@@ -176,6 +176,30 @@ async fn the_delegated_decision_is_the_intersection() {
     body["agent"] = json!("ghost");
     assert!(failed(&authorize(&acme, body).await).contains(&"principal_active".to_string()));
 
+    // AuthZEN for trusted enforcement points: the agent subject with `on_behalf_of`.
+    let ev = |obj: &str| {
+        json!({"subject": {"type": "agent", "id": "mailer", "properties": {"on_behalf_of": "anne"}},
+               "action": {"name": "viewer"}, "resource": {"type": "document", "id": obj}})
+    };
+    let (s, b) = acme.post("/access/v1/evaluation", ev("1")).await;
+    assert_eq!((s, &b), (200, &json!({"decision": true})), "{b}");
+    let (_, b) = acme.post("/access/v1/evaluation", ev("2")).await;
+    assert_eq!(b["decision"], json!(false), "Anne lacks document:2: {b}");
+    let (_, b) = acme.post("/access/v1/evaluation", ev("3")).await;
+    assert_eq!(
+        b["decision"],
+        json!(false),
+        "the agent lacks document:3: {b}"
+    );
+    let (s, _) = acme
+        .post(
+            "/access/v1/evaluation",
+            json!({"subject": {"type": "user", "id": "bob", "properties": {"on_behalf_of": "anne"}},
+                   "action": {"name": "viewer"}, "resource": {"type": "document", "id": "1"}}),
+        )
+        .await;
+    assert_eq!(s, 400, "on_behalf_of is for agents");
+
     // Suspension takes effect at the next decision; reactivation too.
     let (s, st) = acme
         .post(

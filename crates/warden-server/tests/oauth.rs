@@ -336,6 +336,41 @@ async fn client_credentials_tokens_and_the_token_decision() {
     )
     .await;
 
+    // Key rotation: the next key signs, the old one stays published for its tokens.
+    let (_, before) = admin.get("/oauth2/jwks").await;
+    let next_kid = before["keys"][1]["kid"].clone();
+    let (s, r) = admin.post("/v1/admin/signing-keys/rotate", json!({})).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["current"], next_kid);
+    let (_, after) = admin.get("/oauth2/jwks").await;
+    assert_eq!(after["keys"].as_array().unwrap().len(), 3, "{after}");
+    let old = tok2["access_token"].as_str().unwrap();
+    let (_, d) = acme
+        .post("/v1/orgs/acme/authorize", decide(old, "viewer"))
+        .await;
+    assert_eq!(
+        d["allowed"],
+        json!(true),
+        "a token of the retired key still verifies: {d}"
+    );
+    let (_, fresh) = form(
+        &base,
+        "/oauth2/token",
+        Some(("acme:bot", &secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    let fresh_kid = jsonwebtoken::decode_header(fresh["access_token"].as_str().unwrap())
+        .unwrap()
+        .kid;
+    assert_eq!(
+        json!(fresh_kid),
+        next_kid,
+        "new tokens use the promoted key"
+    );
+    let (s, _) = acme.post("/v1/admin/signing-keys/rotate", json!({})).await;
+    assert_eq!(s, 403, "only server administrators rotate keys");
+
     // Revocation (by the token's own client) takes effect at once.
     let (_, d) = acme
         .post("/v1/orgs/acme/authorize", decide(&access, "viewer"))

@@ -198,6 +198,15 @@ async fn settings_come_from_file_then_env_then_flags() {
     s.child.kill().unwrap();
     s.child.wait().unwrap();
 
+    // A token lifetime above the hard maximum is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--token-lifetime-secs", "86400"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token lifetime"));
+
     // A bad config file is a clear error, not a crash.
     std::fs::write(dir.join("bad.toml"), "listen = 5\nnope = true\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_warden"))

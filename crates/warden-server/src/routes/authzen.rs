@@ -18,15 +18,14 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use warden_engine::{
-    CheckRequest, Engine, ListObjectsRequest, ListUsersRequest, Model, TupleKey, TupleStore,
-    UserFilter,
+    CheckRequest, Engine, ListObjectsRequest, ListUsersRequest, TupleKey, UserFilter,
 };
 use warden_storage::Role;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
-use crate::state::{AppState, OrgSettings};
+use crate::state::{AppState, OrgData, OrgSettings};
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct Entity {
@@ -131,19 +130,47 @@ fn links(settings: &OrgSettings, resource_type: &str, object: &str) -> Vec<Tuple
         .collect()
 }
 
-fn decide(
-    model: &Model,
-    tuples: &TupleStore,
-    settings: &OrgSettings,
-    ev: &Evaluation,
-) -> Result<bool, ApiError> {
+fn decide(data: &OrgData, ev: &Evaluation) -> Result<bool, ApiError> {
     let (Some(subject), Some(action), Some(resource)) = (&ev.subject, &ev.action, &ev.resource)
     else {
         return Err(ApiError::bad_request(
             "an evaluation needs subject, action and resource",
         ));
     };
+    let (model, tuples, settings) = (data.model(None)?, &data.tuples, &data.settings);
     let obj = object(resource, "resource")?;
+    // An agent acting for a user (trusted enforcement point, no token): the delegated
+    // decision, where the agent, the user and a scope must all allow it.
+    let on_behalf_of = subject
+        .properties
+        .as_ref()
+        .and_then(|p| p.get("on_behalf_of"))
+        .and_then(|v| v.as_str());
+    if let Some(user) = on_behalf_of {
+        if subject.type_name != "agent" {
+            return Err(ApiError::bad_request(
+                "on_behalf_of is for subjects of type `agent`",
+            ));
+        }
+        let user = user.strip_prefix("user:").unwrap_or(user);
+        let agent = subject
+            .id
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("subject.id is required"))?;
+        let (allowed, _) = super::authorize::decide(
+            data,
+            agent,
+            Some(user),
+            &[],
+            None,
+            &action.name,
+            &obj,
+            &context_of(ev),
+            &links(settings, &resource.type_name, &obj),
+            warden_storage::now_ms(),
+        )?;
+        return Ok(allowed);
+    }
     let req = CheckRequest {
         user: object(subject, "subject")?,
         relation: action.name.clone(),
@@ -182,8 +209,8 @@ pub async fn evaluation(
     let org = org_of(&caller, &headers)?;
     let data = state.org_fresh(&org).await?;
     let data = data.read();
-    let model = data.model(None)?;
-    let d = decide(model, &data.tuples, &data.settings, &ev);
+    data.model(None)?;
+    let d = decide(&data, &ev);
     if let Err(e) = &d
         && e.code == "invalid_request"
     {
@@ -226,11 +253,11 @@ pub async fn evaluations(
     }
     let data = state.org_fresh(&org).await?;
     let data = data.read();
-    let model = data.model(None)?;
+    data.model(None)?;
     let items = match &body.evaluations {
         None => {
             // No list: a single evaluation, answered as one.
-            let d = decide(model, &data.tuples, &data.settings, &body.defaults);
+            let d = decide(&data, &body.defaults);
             return Ok(axum::Json(json!(to_decision(&state, d))));
         }
         Some(items) => items,
@@ -250,7 +277,7 @@ pub async fn evaluations(
             resource: item.resource.clone().or_else(|| d.resource.clone()),
             context: item.context.clone().or_else(|| d.context.clone()),
         };
-        let decision = to_decision(&state, decide(model, &data.tuples, &data.settings, &merged));
+        let decision = to_decision(&state, decide(&data, &merged));
         let stop = match semantic.as_str() {
             "deny_on_first_deny" => !decision.decision,
             "permit_on_first_permit" => decision.decision,

@@ -24,9 +24,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
 use crate::state::AppState;
 
-/// Default and largest access token lifetimes, in seconds.
-pub const TOKEN_LIFETIME: i64 = 300;
-
 /// An OAuth error response (RFC 6749 §5.2): `{error, error_description}`.
 pub struct OAuthResponse(OAuthError);
 
@@ -263,7 +260,7 @@ fn issue_with_act(
         iss: state.issuer.clone(),
         sub: g.sub.clone(),
         aud: g.audience.clone(),
-        exp: now + TOKEN_LIFETIME,
+        exp: now + state.limits.token_lifetime_secs,
         iat: now,
         nbf: now,
         jti: uuid::Uuid::now_v7().simple().to_string(),
@@ -281,7 +278,7 @@ fn token_response(token: &str, claims: &AccessClaims, refresh: Option<&str>) -> 
     let mut body = json!({
         "access_token": token,
         "token_type": "Bearer",
-        "expires_in": TOKEN_LIFETIME,
+        "expires_in": claims.exp - claims.iat,
         "scope": claims.scope,
     });
     if let Some(r) = refresh {
@@ -706,7 +703,7 @@ fn exchange(
         "access_token": token,
         "issued_token_type": ACCESS_TOKEN_TYPE,
         "token_type": "Bearer",
-        "expires_in": TOKEN_LIFETIME,
+        "expires_in": claims.exp - claims.iat,
         "scope": claims.scope,
     })) {
         res = axum::Json(body).into_response();
@@ -936,4 +933,32 @@ pub async fn revoke_credential(
     state.org_fresh(&org).await?;
     state.db.revoke_credential(&org, &agent, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/admin/signing-keys/rotate` (server administrator): the next key starts
+/// signing, the current one is retired but stays published until its tokens expire,
+/// and a new next key is published ahead of the following rotation.
+pub async fn rotate_keys(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_server_admin()?;
+    let k = warden_oauth::keys::SigningKey::generate().map_err(ApiError::internal)?;
+    let revision = state
+        .db
+        .rotate_signing_keys(&warden_storage::StoredSigningKey {
+            kid: k.kid.clone(),
+            private_der_hex: hex::encode(&k.private_der),
+            public_x: k.public_x.clone(),
+            state: "next".into(),
+            created_at: warden_storage::now_ms(),
+        })
+        .await?;
+    state.db.notify().await;
+    state.wait_for(revision).await?;
+    let current = state.oauth.read().current.as_ref().map(|c| c.kid.clone());
+    tracing::info!(next = %k.kid, "signing keys rotated");
+    Ok(axum::Json(
+        json!({"current": current, "next": k.kid, "revision": revision}),
+    ))
 }

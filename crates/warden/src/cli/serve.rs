@@ -47,9 +47,13 @@ pub struct ServeArgs {
     /// How often to look for other nodes' writes, in ms [default: 500].
     #[arg(long, env = "WARDEN_POLL_INTERVAL_MS")]
     poll_interval_ms: Option<u64>,
-    /// Public base URL, for discovery documents (e.g. `https://authz.example.com`).
+    /// Public base URL: the OAuth issuer and the base of discovery documents (e.g.
+    /// `https://authz.example.com`) [default: http://<listen address>].
     #[arg(long, env = "WARDEN_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Access token lifetime in seconds, at most 3600 [default: 300].
+    #[arg(long, env = "WARDEN_TOKEN_LIFETIME_SECS")]
+    token_lifetime_secs: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +68,7 @@ struct FileConfig {
     consistency_wait_ms: Option<u64>,
     poll_interval_ms: Option<u64>,
     public_url: Option<String>,
+    token_lifetime_secs: Option<i64>,
 }
 
 /// The settings after merging file < env < flags.
@@ -108,6 +113,15 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         config.limits.consistency_wait = Duration::from_millis(ms);
     }
     config.limits.public_url = args.public_url.or(file.public_url);
+    if let Some(t) = args.token_lifetime_secs.or(file.token_lifetime_secs) {
+        if !(1..=warden_server::state::MAX_TOKEN_LIFETIME).contains(&t) {
+            anyhow::bail!(
+                "token lifetime must be 1 to {} seconds",
+                warden_server::state::MAX_TOKEN_LIFETIME
+            );
+        }
+        config.limits.token_lifetime_secs = t;
+    }
     let sqlite = config.database_url.starts_with("sqlite:");
     Ok(Settings {
         config,
