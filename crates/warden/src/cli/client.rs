@@ -416,3 +416,182 @@ pub fn check(conn: Conn, args: CheckArgs) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     })
 }
+
+#[derive(Debug, Subcommand)]
+pub enum PrincipalCommand {
+    /// Create or replace a user, group or agent.
+    Put {
+        #[arg(long)]
+        org: String,
+        /// `user`, `group` or `agent`.
+        kind: String,
+        id: String,
+        #[arg(long, default_value = "")]
+        display_name: String,
+        /// Users: read the password from standard input (never from the command line).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Agents: `user:<id>` or `group:<id>`.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Agents: what it is for.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// Agents: an allowed scope (repeat for several).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Agents: a redirect URI for the code flow (repeat for several).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+    },
+    /// List users, groups or agents.
+    List {
+        #[arg(long)]
+        org: String,
+        kind: String,
+    },
+    /// Change a principal's status (active, suspended, retired, deprovisioned).
+    Status {
+        #[arg(long)]
+        org: String,
+        kind: String,
+        id: String,
+        status: String,
+    },
+    /// Add a credential to an agent: `--jwk FILE` (a public key) or `--secret`.
+    Credential {
+        #[arg(long)]
+        org: String,
+        agent: String,
+        #[arg(long, conflicts_with = "secret")]
+        jwk: Option<PathBuf>,
+        #[arg(long)]
+        secret: bool,
+    },
+}
+
+fn plural(kind: &str) -> anyhow::Result<&'static str> {
+    match kind {
+        "user" | "users" => Ok("users"),
+        "group" | "groups" => Ok("groups"),
+        "agent" | "agents" => Ok("agents"),
+        other => bail!("unknown kind `{other}`: user, group or agent"),
+    }
+}
+
+pub fn principal(conn: Conn, cmd: PrincipalCommand) -> anyhow::Result<ExitCode> {
+    let c = Client::new(conn)?;
+    match cmd {
+        PrincipalCommand::Put {
+            org,
+            kind,
+            id,
+            display_name,
+            password_stdin,
+            owner,
+            purpose,
+            scopes,
+            redirect_uris,
+        } => {
+            let mut body = json!({ "display_name": display_name });
+            if password_stdin {
+                let mut pw = String::new();
+                std::io::stdin().read_line(&mut pw)?;
+                body["password"] = json!(pw.trim_end_matches(['\n', '\r']));
+            }
+            if let Some(o) = owner {
+                body["owner"] = json!(o);
+            }
+            if let Some(p) = purpose {
+                body["purpose"] = json!(p);
+            }
+            if !scopes.is_empty() {
+                body["allowed_scopes"] = json!(scopes);
+            }
+            if !redirect_uris.is_empty() {
+                body["redirect_uris"] = json!(redirect_uris);
+            }
+            let v = c.call(
+                reqwest::Method::PUT,
+                &format!("/v1/orgs/{org}/{}/{id}", plural(&kind)?),
+                Some(body),
+            )?;
+            c.show(&v, |v| {
+                format!(
+                    "{kind} {id}: {} (revision {})",
+                    v["status"].as_str().unwrap_or(""),
+                    v["revision"]
+                )
+            });
+        }
+        PrincipalCommand::List { org, kind } => {
+            let p = plural(&kind)?;
+            let v = c.get(&format!("/v1/orgs/{org}/{p}"))?;
+            c.show(&v, |v| {
+                v[p].as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| {
+                        format!(
+                            "{}  {}  {}",
+                            x["id"].as_str().unwrap_or(""),
+                            x["status"].as_str().unwrap_or(""),
+                            x["display_name"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        PrincipalCommand::Status {
+            org,
+            kind,
+            id,
+            status,
+        } => {
+            let v = c.post(
+                &format!("/v1/orgs/{org}/{}/{id}/status", plural(&kind)?),
+                json!({ "status": status }),
+            )?;
+            c.show(&v, |v| {
+                format!(
+                    "{kind} {id} is now {} (revision {})",
+                    v["status"].as_str().unwrap_or(""),
+                    v["revision"]
+                )
+            });
+        }
+        PrincipalCommand::Credential {
+            org,
+            agent,
+            jwk,
+            secret,
+        } => {
+            let body = match (jwk, secret) {
+                (Some(f), false) => {
+                    let text = std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read {}", f.display()))?;
+                    let jwk: Value =
+                        serde_json::from_str(&text).context("the JWK file is not JSON")?;
+                    json!({"kind": "jwk", "jwk": jwk})
+                }
+                (None, true) => json!({"kind": "secret"}),
+                _ => bail!("give --jwk FILE or --secret"),
+            };
+            let v = c.post(&format!("/v1/orgs/{org}/agents/{agent}/credentials"), body)?;
+            c.show(&v, |v| {
+                let mut s = format!(
+                    "credential {} ({}) for client_id {}",
+                    v["id"].as_str().unwrap_or(""),
+                    v["kind"].as_str().unwrap_or(""),
+                    v["client_id"].as_str().unwrap_or("")
+                );
+                if let Some(sec) = v["secret"].as_str() {
+                    s.push_str(&format!("\nsecret, shown once (weaker than a key):\n{sec}"));
+                }
+                s
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -44,6 +44,13 @@ pub enum Command {
         #[command(subcommand)]
         cmd: client::TupleCommand,
     },
+    /// Users, groups and agents (and agents' credentials) on a server.
+    Principal {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::PrincipalCommand,
+    },
     /// Ask a server whether USER has RELATION on OBJECT (exit 0 allowed, 1 denied).
     Check {
         #[command(flatten)]
@@ -62,5 +69,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key { conn, cmd } => client::key(conn, cmd),
         Command::Tuple { conn, cmd } => client::tuple(conn, cmd),
         Command::Check { conn, args } => client::check(conn, args),
+        Command::Principal { conn, cmd } => client::principal(conn, cmd),
     }
 }
