@@ -34,6 +34,24 @@ pub struct OrgSettings {
     /// Agents may only be allowed catalog scopes.
     #[serde(default)]
     pub scopes: indexmap::IndexMap<String, Vec<String>>,
+    /// Protected resources (APIs, MCP servers) registered with Warden, by id. Tokens
+    /// may only be issued for a registered resource's URI (RFC 8707) or the issuer,
+    /// and Warden serves each one's protected resource metadata (RFC 9728).
+    #[serde(default)]
+    pub resources: indexmap::IndexMap<String, ProtectedResource>,
+}
+
+/// A protected resource registered with Warden.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectedResource {
+    /// The resource identifier: its absolute URI (the tokens' `aud`).
+    pub uri: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Catalog scopes that make sense for it.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 impl OrgSettings {

@@ -298,6 +298,69 @@ async fn client_credentials_tokens_and_the_token_decision() {
         assert_eq!((s, &d["allowed"]), (200, &json!(false)), "{forged}: {d}");
         assert_eq!(d["reasons"][0]["ok"], json!(false));
     }
+    // Registered resources: metadata (RFC 9728), and tokens bound to them (RFC 8707).
+    let (s, b) = acme
+        .put(
+            "/v1/orgs/acme/settings",
+            json!({"scopes": {"docs.read": ["document#viewer"], "docs.write": ["document#editor"]},
+                   "resources": {"docs-api": {"uri": "https://docs.example.com/mcp", "name": "Docs MCP",
+                                              "scopes": ["docs.read"]}}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, prm) = admin
+        .get("/.well-known/oauth-protected-resource/acme/docs-api")
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(prm["resource"], json!("https://docs.example.com/mcp"));
+    assert_eq!(prm["authorization_servers"], json!([base]));
+    let (s, bound) = form(
+        &base,
+        "/oauth2/token",
+        Some(("acme:bot", &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://docs.example.com/mcp"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{bound}");
+    let bound = bound["access_token"].as_str().unwrap().to_string();
+    let mut body = decide(&bound, "viewer");
+    body["audience"] = json!("https://docs.example.com/mcp");
+    let (_, d) = acme.post("/v1/orgs/acme/authorize", body).await;
+    assert_eq!(d["allowed"], json!(true), "{d}");
+    let mut body = decide(&bound, "viewer");
+    body["audience"] = json!("https://other.example.com");
+    let (_, d) = acme.post("/v1/orgs/acme/authorize", body).await;
+    assert_eq!(
+        d["allowed"],
+        json!(false),
+        "a token bound to one resource is refused by another"
+    );
+    let (s, e) = form(
+        &base,
+        "/oauth2/token",
+        Some(("acme:bot", &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://evil.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("invalid_target")),
+        "{e}"
+    );
+    let (s, _) = acme
+        .put(
+            "/v1/orgs/acme/settings",
+            json!({"resources": {"x": {"uri": "ftp://nope"}}}),
+        )
+        .await;
+    assert_eq!(s, 400);
+
     // A wrong audience.
     let mut body = decide(&access, "viewer");
     body["audience"] = json!("https://api.example.com");

@@ -374,24 +374,82 @@ fn the_cli_drives_a_server() {
     );
     assert_eq!(code, 1);
     // Principals and credentials.
-    let (code, _, err) = cli(&addr, &admin, &["principal", "put", "--org", "acme", "user", "anne", "--display-name", "Anne"]);
+    let (code, _, err) = cli(
+        &addr,
+        &admin,
+        &[
+            "principal",
+            "put",
+            "--org",
+            "acme",
+            "user",
+            "anne",
+            "--display-name",
+            "Anne",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = cli(
         &addr,
         &admin,
-        &["principal", "put", "--org", "acme", "agent", "bot", "--owner", "user:anne", "--purpose", "tests"],
+        &[
+            "principal",
+            "put",
+            "--org",
+            "acme",
+            "agent",
+            "bot",
+            "--owner",
+            "user:anne",
+            "--purpose",
+            "tests",
+        ],
     );
     assert_eq!(code, 0, "{err}");
-    let (code, out, _) = cli(&addr, &admin, &["principal", "list", "--org", "acme", "agent"]);
+    let (code, out, _) = cli(
+        &addr,
+        &admin,
+        &["principal", "list", "--org", "acme", "agent"],
+    );
     assert_eq!(code, 0);
     assert!(out.contains("bot") && out.contains("active"), "{out}");
-    let (code, out, _) = cli(&addr, &admin, &["principal", "status", "--org", "acme", "agent", "bot", "suspended"]);
+    let (code, out, _) = cli(
+        &addr,
+        &admin,
+        &[
+            "principal",
+            "status",
+            "--org",
+            "acme",
+            "agent",
+            "bot",
+            "suspended",
+        ],
+    );
     assert_eq!(code, 0);
     assert!(out.contains("suspended"), "{out}");
-    let (code, out, err) = cli(&addr, &admin, &["principal", "credential", "--org", "acme", "bot", "--secret"]);
+    let (code, out, err) = cli(
+        &addr,
+        &admin,
+        &[
+            "principal",
+            "credential",
+            "--org",
+            "acme",
+            "bot",
+            "--secret",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("client_id acme:bot") && out.contains("wcs_"), "{out}");
-    let (code, _, err) = cli(&addr, &admin, &["principal", "put", "--org", "acme", "robot", "x"]);
+    assert!(
+        out.contains("client_id acme:bot") && out.contains("wcs_"),
+        "{out}"
+    );
+    let (code, _, err) = cli(
+        &addr,
+        &admin,
+        &["principal", "put", "--org", "acme", "robot", "x"],
+    );
     assert_eq!(code, 2);
     assert!(err.contains("unknown kind"), "{err}");
 

@@ -108,6 +108,18 @@ pub async fn put_settings(
     Json(settings): Json<OrgSettings>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
+    for (id, r) in &settings.resources {
+        if !(r.uri.starts_with("https://") || r.uri.starts_with("http://")) || r.uri.contains('#') {
+            return Err(ApiError::bad_request(format!(
+                "resource `{id}`: uri must be an absolute http(s) URI without a fragment"
+            )));
+        }
+        if let Some(s) = r.scopes.iter().find(|s| !settings.scopes.contains_key(*s)) {
+            return Err(ApiError::bad_request(format!(
+                "resource `{id}`: scope `{s}` is not in the catalog"
+            )));
+        }
+    }
     let text = serde_json::to_string(&settings).map_err(ApiError::internal)?;
     let revision = state.db.set_org_settings(&org, &text).await?;
     state.db.notify().await;

@@ -214,13 +214,22 @@ pub async fn authorize(
     let Ok(data) = state.org_fresh(org).await else {
         return error_page("unknown client");
     };
-    let (agent_p, owner, catalog) = {
+    let (agent_p, owner, catalog, catalog_resources) = {
         let d = data.read();
         let Some(p) = d.principals.get(&(PrincipalKind::Agent, agent.to_string())) else {
             return error_page("unknown client");
         };
         let owner = p.owner.clone().unwrap_or_default();
-        (p.clone(), owner, d.settings.scopes.clone())
+        (
+            p.clone(),
+            owner,
+            d.settings.scopes.clone(),
+            d.settings
+                .resources
+                .values()
+                .map(|r| r.uri.clone())
+                .collect::<Vec<_>>(),
+        )
     };
     let Some(redirect_uri) = get("redirect_uri") else {
         return error_page("redirect_uri is required");
@@ -276,9 +285,15 @@ pub async fn authorize(
         );
     }
     let resource = match get("resource") {
-        Some(r) if r.starts_with("https://") || r.starts_with("http://") => r.to_string(),
-        Some(_) => return fail("invalid_target", "resource must be an absolute URI"),
         None => state.issuer.clone(),
+        Some(r) if r == state.issuer => r.to_string(),
+        Some(r) if catalog_resources.iter().any(|u| u == r) => r.to_string(),
+        Some(_) => {
+            return fail(
+                "invalid_target",
+                "the resource is not registered with this organization",
+            );
+        }
     };
     let now = warden_oauth::now_secs();
     let ticket = Ticket {

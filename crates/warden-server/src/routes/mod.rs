@@ -109,6 +109,7 @@ api! {
     post "/oauth2/revoke" => oauth::revoke [], "Token revocation (RFC 7009)", "client authentication";
     post "/oauth2/introspect" => oauth::introspect [], "Token introspection (RFC 7662)", "checker";
     post "/v1/admin/signing-keys/rotate" => oauth::rotate_keys [], "Rotate the token signing keys (next becomes current)", "server admin";
+    get "/.well-known/oauth-protected-resource/{org}/{id}" => oauth::resource_metadata [], "Protected resource metadata (RFC 9728) of a registered resource", "none";
     get "/oauth2/jwks" => oauth::jwks [], "Token signing keys (current, next, retired)", "none";
     get "/.well-known/oauth-authorization-server" => oauth::metadata [], "Authorization server metadata (RFC 8414)", "none";
     get "/.well-known/openid-configuration" => oauth::metadata [], "OpenID discovery (the same metadata)", "none";

@@ -223,6 +223,59 @@ async fn authenticate(
     }
 }
 
+/// The audience for a `resource` parameter: a registered resource's URI, or the
+/// issuer when none is asked.
+fn audience_for(
+    state: &AppState,
+    org: &str,
+    resource: Option<&String>,
+) -> Result<String, OAuthError> {
+    let Some(r) = resource else {
+        return Ok(state.issuer.clone());
+    };
+    if *r == state.issuer {
+        return Ok(r.clone());
+    }
+    let known = state
+        .org(org)
+        .map(|d| d.read().settings.resources.values().any(|x| x.uri == *r))
+        .unwrap_or(false);
+    if known {
+        Ok(r.clone())
+    } else {
+        Err(OAuthError::new(
+            "invalid_target",
+            format!("`{r}` is not a resource registered with this organization"),
+        ))
+    }
+}
+
+/// `GET /.well-known/oauth-protected-resource/{org}/{id}` (RFC 9728), for resources
+/// registered with Warden.
+pub async fn resource_metadata(
+    State(state): State<Arc<AppState>>,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let data = state.org_fresh(&org).await?;
+    let r = data
+        .read()
+        .settings
+        .resources
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("resource `{id}` not found")))?;
+    let mut doc = json!({
+        "resource": r.uri,
+        "authorization_servers": [state.issuer],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": r.scopes,
+    });
+    if let Some(n) = r.name {
+        doc["resource_name"] = json!(n);
+    }
+    Ok(axum::Json(doc))
+}
+
 /// RFC 8693 grant type.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -536,15 +589,7 @@ pub async fn token(
             None => allowed.into_iter().cloned().collect(),
         }
     };
-    let audience = match form.get("resource") {
-        Some(r) if r.starts_with("https://") || r.starts_with("http://") => r.clone(),
-        Some(_) => {
-            return Err(
-                OAuthError::new("invalid_target", "resource must be an absolute URI").into(),
-            );
-        }
-        None => state.issuer.clone(),
-    };
+    let audience = audience_for(&state, &client.org, form.get("resource"))?;
     let g = Grant {
         org: client.org.clone(),
         agent: client.agent.clone(),
@@ -661,12 +706,7 @@ fn exchange(
         .into());
     }
     let audience = match form.get("resource") {
-        Some(r) if r.starts_with("https://") || r.starts_with("http://") => r.clone(),
-        Some(_) => {
-            return Err(
-                OAuthError::new("invalid_target", "resource must be an absolute URI").into(),
-            );
-        }
+        Some(_) => audience_for(state, &client.org, form.get("resource"))?,
         None => subject.aud.clone(),
     };
     let g = Grant {
