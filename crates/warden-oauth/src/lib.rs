@@ -7,6 +7,7 @@
 //! this crate decides what is valid.
 
 pub mod client;
+pub mod dpop;
 pub mod keys;
 pub mod token;
 

@@ -50,6 +50,15 @@ pub struct AccessClaims {
     pub org: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
+    /// Sender constraint (DPoP): the thumbprint of the key proofs must be signed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// `cnf` (RFC 7800 / RFC 9449).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub jkt: String,
 }
 
 impl AccessClaims {
@@ -129,6 +138,7 @@ mod tests {
             client_id: "acme:a".into(),
             org: "acme".into(),
             act: None,
+            cnf: None,
         }
     }
 

@@ -361,6 +361,99 @@ async fn client_credentials_tokens_and_the_token_decision() {
         .await;
     assert_eq!(s, 400);
 
+    // DPoP: a token bound to the client's key needs a fresh proof by that key.
+    let dpop_key = SigningKey::generate().unwrap();
+    let make_proof = |key: &SigningKey, htm: &str, htu: &str, ath: Option<String>, jti: &str| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        h.typ = Some("dpop+jwt".into());
+        h.jwk = Some(serde_json::from_value(key.public_jwk()).unwrap());
+        let mut c = json!({"jti": jti, "htm": htm, "htu": htu, "iat": warden_oauth::now_secs()});
+        if let Some(a) = ath {
+            c["ath"] = json!(a);
+        }
+        jsonwebtoken::encode(&h, &c, &key.encoding_key()).unwrap()
+    };
+    let token_url = format!("{base}/oauth2/token");
+    let res = reqwest::Client::new()
+        .post(&token_url)
+        .basic_auth("acme%3Abot", Some(&secret))
+        .header(
+            "DPoP",
+            make_proof(&dpop_key, "POST", &token_url, None, "d-1"),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let dt: Value = res.json().await.unwrap();
+    assert_eq!(dt["token_type"], json!("DPoP"));
+    let bound_token = dt["access_token"].as_str().unwrap().to_string();
+    let api = "https://docs.example.com/mcp/tools";
+    let ath = warden_oauth::dpop::token_hash(&bound_token);
+    let ask = |proof: Option<String>| {
+        let mut b = json!({"token": bound_token, "relation": "viewer", "object": "document:1",
+                           "http_method": "POST", "http_url": api});
+        if let Some(p) = proof {
+            b["dpop_proof"] = json!(p);
+        }
+        b
+    };
+    let (_, d) = acme.post("/v1/orgs/acme/authorize", ask(None)).await;
+    assert_eq!(d["allowed"], json!(false), "no proof: {d}");
+    let good = make_proof(&dpop_key, "POST", api, Some(ath.clone()), "d-2");
+    let (_, d) = acme
+        .post("/v1/orgs/acme/authorize", ask(Some(good.clone())))
+        .await;
+    assert_eq!(d["allowed"], json!(true), "{d}");
+    let (_, d) = acme.post("/v1/orgs/acme/authorize", ask(Some(good))).await;
+    assert_eq!(d["allowed"], json!(false), "a replayed proof: {d}");
+    let thief = SigningKey::generate().unwrap();
+    let (_, d) = acme
+        .post(
+            "/v1/orgs/acme/authorize",
+            ask(Some(make_proof(
+                &thief,
+                "POST",
+                api,
+                Some(ath.clone()),
+                "d-3",
+            ))),
+        )
+        .await;
+    assert_eq!(
+        d["allowed"],
+        json!(false),
+        "a stolen token with another key: {d}"
+    );
+    let (_, d) = acme
+        .post(
+            "/v1/orgs/acme/authorize",
+            ask(Some(make_proof(&dpop_key, "GET", api, Some(ath), "d-4"))),
+        )
+        .await;
+    assert_eq!(
+        d["allowed"],
+        json!(false),
+        "a proof for another request: {d}"
+    );
+    let res = reqwest::Client::new()
+        .post(&token_url)
+        .basic_auth("acme%3Abot", Some(&secret))
+        .header(
+            "DPoP",
+            make_proof(&dpop_key, "POST", &token_url, None, "d-1"),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status().as_u16(),
+        400,
+        "a replayed proof at the token endpoint"
+    );
+
     // A wrong audience.
     let mut body = decide(&access, "viewer");
     body["audience"] = json!("https://api.example.com");

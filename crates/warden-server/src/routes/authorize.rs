@@ -36,6 +36,14 @@ pub struct AuthorizeBody {
     /// With `token`: the audience the token must carry (the resource server's URI).
     #[serde(default)]
     audience: Option<String>,
+    /// With a DPoP-bound token: the `DPoP` proof the client sent to the resource
+    /// server, and that request's method and URL.
+    #[serde(default)]
+    dpop_proof: Option<String>,
+    #[serde(default)]
+    http_method: Option<String>,
+    #[serde(default)]
+    http_url: Option<String>,
     /// The agent's id (trusted form, without a token).
     #[serde(default)]
     agent: Option<String>,
@@ -198,7 +206,53 @@ pub async fn authorize(
                     "with `token`, the principals and scopes come from the token",
                 ));
             }
-            match super::oauth::verify_token(&state, token, body.audience.as_deref()) {
+            let verified = super::oauth::verify_token(&state, token, body.audience.as_deref())
+                .and_then(|c| match &c.cnf {
+                    None => Ok((c, None)),
+                    Some(cnf) => {
+                        let proof = body.dpop_proof.as_deref().ok_or_else(|| {
+                            warden_oauth::OAuthError::invalid_token(
+                                "a DPoP-bound token needs the DPoP proof of the request",
+                            )
+                        })?;
+                        let p = warden_oauth::dpop::verify_proof(
+                            proof,
+                            body.http_method.as_deref().unwrap_or(""),
+                            body.http_url.as_deref().unwrap_or(""),
+                            Some(token),
+                            warden_oauth::now_secs(),
+                        )?;
+                        if p.jkt != cnf.jkt {
+                            return Err(warden_oauth::OAuthError::invalid_token(
+                                "the DPoP proof is signed by another key than the token's",
+                            ));
+                        }
+                        Ok((c, Some(p)))
+                    }
+                });
+            // A proof is accepted once.
+            let verified = match verified {
+                Ok((c, Some(p))) => {
+                    let fresh = state
+                        .db
+                        .use_assertion(
+                            &format!("dpop/{}", p.jti),
+                            p.iat + 2 * warden_oauth::dpop::MAX_SKEW,
+                        )
+                        .await
+                        .map_err(ApiError::internal)?;
+                    if fresh {
+                        Ok(c)
+                    } else {
+                        Err(warden_oauth::OAuthError::invalid_token(
+                            "DPoP proof already used",
+                        ))
+                    }
+                }
+                Ok((c, None)) => Ok(c),
+                Err(e) => Err(e),
+            };
+            match verified {
                 Ok(claims) if claims.org != org => {
                     token_reason =
                         Some((false, json!("the token belongs to another organization")));

@@ -293,14 +293,49 @@ struct Grant {
 }
 
 /// Checks the agent (and user) are usable and the scopes still allowed, then mints.
-fn issue(state: &AppState, g: &Grant) -> Result<(String, AccessClaims), OAuthError> {
-    issue_with_act(state, g, None)
+/// Verifies a DPoP proof sent to the token endpoint; returns the key thumbprint the
+/// token will be bound to. Each proof is accepted once.
+async fn dpop_binding(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
+    let Some(proof) = headers.get("dpop").and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let p = warden_oauth::dpop::verify_proof(
+        proof,
+        "POST",
+        &format!("{}/oauth2/token", state.issuer),
+        None,
+        warden_oauth::now_secs(),
+    )?;
+    if !state
+        .db
+        .use_assertion(
+            &format!("dpop/{}", p.jti),
+            p.iat + 2 * warden_oauth::dpop::MAX_SKEW,
+        )
+        .await
+        .map_err(server_error)?
+    {
+        return Err(OAuthError::new(
+            "invalid_dpop_proof",
+            "DPoP proof already used",
+        ));
+    }
+    Ok(Some(p.jkt))
 }
 
 fn issue_with_act(
     state: &AppState,
     g: &Grant,
     act: Option<warden_oauth::token::Actor>,
+) -> Result<(String, AccessClaims), OAuthError> {
+    issue_bound(state, g, act, None)
+}
+
+fn issue_bound(
+    state: &AppState,
+    g: &Grant,
+    act: Option<warden_oauth::token::Actor>,
+    jkt: Option<String>,
 ) -> Result<(String, AccessClaims), OAuthError> {
     let key = state
         .oauth
@@ -321,6 +356,7 @@ fn issue_with_act(
         client_id: format!("{}:{}", g.org, g.agent),
         org: g.org.clone(),
         act,
+        cnf: jkt.map(|jkt| warden_oauth::token::Confirmation { jkt }),
     };
     let token = warden_oauth::token::mint(&key, &claims)?;
     tracing::info!(org = %g.org, agent = %g.agent, sub = %g.sub, jti = %claims.jti, "token issued");
@@ -330,7 +366,7 @@ fn issue_with_act(
 fn token_response(token: &str, claims: &AccessClaims, refresh: Option<&str>) -> Response {
     let mut body = json!({
         "access_token": token,
-        "token_type": "Bearer",
+        "token_type": if claims.cnf.is_some() { "DPoP" } else { "Bearer" },
         "expires_in": claims.exp - claims.iat,
         "scope": claims.scope,
     });
@@ -485,7 +521,8 @@ pub async fn token(
                 audience: c.resource,
             };
             principals_usable(&state, &g)?;
-            let (token, claims) = issue(&state, &g)?;
+            let jkt = dpop_binding(&state, &headers).await?;
+            let (token, claims) = issue_bound(&state, &g, None, jkt)?;
             let family = uuid::Uuid::now_v7().simple().to_string();
             let refresh = new_refresh(&state, &g, &family).await?;
             return Ok(token_response(&token, &claims, Some(&refresh)));
@@ -550,7 +587,8 @@ pub async fn token(
                 audience: r.resource,
             };
             principals_usable(&state, &g)?;
-            let (token, claims) = issue(&state, &g)?;
+            let jkt = dpop_binding(&state, &headers).await?;
+            let (token, claims) = issue_bound(&state, &g, None, jkt)?;
             let refresh = new_refresh(&state, &g, &r.family).await?;
             return Ok(token_response(&token, &claims, Some(&refresh)));
         }
@@ -598,7 +636,8 @@ pub async fn token(
         audience,
     };
     principals_usable(&state, &g)?;
-    let (token, claims) = issue(&state, &g)?;
+    let jkt = dpop_binding(&state, &headers).await?;
+    let (token, claims) = issue_bound(&state, &g, None, jkt)?;
     Ok(token_response(&token, &claims, None))
 }
 
@@ -862,6 +901,7 @@ pub async fn metadata(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "revocation_endpoint_auth_methods_supported":
             ["private_key_jwt", "client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
         "response_types_supported": ["code"],
         "authorization_response_iss_parameter_supported": true,
         "scopes_supported": [],
