@@ -39,6 +39,25 @@ pub struct OrgSettings {
     /// and Warden serves each one's protected resource metadata (RFC 9728).
     #[serde(default)]
     pub resources: indexmap::IndexMap<String, ProtectedResource>,
+    /// Dynamic client registration (RFC 7591): off unless enabled here.
+    #[serde(default)]
+    pub registration: RegistrationPolicy,
+}
+
+/// What a dynamically registered client becomes in this organization. A client
+/// registers at the global endpoint, then binds to the organization whose registered
+/// resource it first asks for (its `resource` parameter), as an agent owned by `owner`
+/// with at most `allowed_scopes`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationPolicy {
+    #[serde(default)]
+    pub enabled: bool,
+    /// `user:<id>` or `group:<id>`: who is accountable for registered clients.
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub allowed_scopes: Vec<String>,
 }
 
 /// A protected resource registered with Warden.
@@ -304,6 +323,11 @@ impl AppState {
             .entry(org.to_string())
             .or_default()
             .clone()
+    }
+
+    /// Ids of every organization in memory.
+    pub fn org_ids(&self) -> Vec<String> {
+        self.orgs.read().keys().cloned().collect()
     }
 
     /// The organization's data, if it exists (in memory).

@@ -138,6 +138,12 @@ const MIGRATIONS: &[&[&str]] = &[
         )",
         "CREATE INDEX refresh_by_family ON refresh_tokens (family)",
     ],
+    &["CREATE TABLE dynamic_clients (
+        client_id TEXT PRIMARY KEY,
+        metadata_json TEXT NOT NULL,
+        org_id TEXT,
+        created_at BIGINT NOT NULL
+    )"],
 ];
 
 pub(crate) async fn run(db: &Db) -> Result<()> {

@@ -442,3 +442,53 @@ impl Db {
         Ok(Redeemed::Missing)
     }
 }
+
+impl Db {
+    /// Stores a dynamically registered client (RFC 7591), not yet bound to an
+    /// organization.
+    pub async fn register_dynamic_client(
+        &self,
+        client_id: &str,
+        metadata: &serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO dynamic_clients (client_id, metadata_json, created_at) VALUES ($1, $2, $3)")
+            .bind(client_id)
+            .bind(metadata.to_string())
+            .bind(now_ms())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A dynamic client's metadata and the organization it is bound to, if any.
+    pub async fn dynamic_client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(serde_json::Value, Option<String>)>> {
+        let row =
+            sqlx::query("SELECT metadata_json, org_id FROM dynamic_clients WHERE client_id = $1")
+                .bind(client_id)
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(|r| {
+            let m: String = r.try_get(0)?;
+            Ok((
+                serde_json::from_str(&m).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                r.try_get(1)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Binds a dynamic client to an organization; false if it was bound already.
+    pub async fn bind_dynamic_client(&self, client_id: &str, org: &str) -> Result<bool> {
+        let res = sqlx::query(
+            "UPDATE dynamic_clients SET org_id = $1 WHERE client_id = $2 AND org_id IS NULL",
+        )
+        .bind(org)
+        .bind(client_id)
+        .execute(self.pool())
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+}

@@ -120,6 +120,35 @@ pub async fn put_settings(
             )));
         }
     }
+    let reg = &settings.registration;
+    if reg.enabled {
+        let owner_ok = reg
+            .owner
+            .split_once(':')
+            .and_then(|(k, id)| {
+                warden_storage::PrincipalKind::parse(k).map(|k| (k, id.to_string()))
+            })
+            .filter(|(k, _)| *k != warden_storage::PrincipalKind::Agent)
+            .is_some_and(|key| {
+                state
+                    .org(&org)
+                    .is_ok_and(|d| d.read().principals.contains_key(&key))
+            });
+        if !owner_ok {
+            return Err(ApiError::bad_request(
+                "registration.owner must be an existing `user:<id>` or `group:<id>`",
+            ));
+        }
+        if let Some(s) = reg
+            .allowed_scopes
+            .iter()
+            .find(|s| !settings.scopes.contains_key(*s))
+        {
+            return Err(ApiError::bad_request(format!(
+                "registration: scope `{s}` is not in the catalog"
+            )));
+        }
+    }
     let text = serde_json::to_string(&settings).map_err(ApiError::internal)?;
     let revision = state.db.set_org_settings(&org, &text).await?;
     state.db.notify().await;

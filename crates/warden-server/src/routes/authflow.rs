@@ -208,9 +208,19 @@ pub async fn authorize(
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str);
     // Client and redirect URI first: until both are known good, never redirect.
-    let Some((org, agent)) = get("client_id").and_then(|c| c.split_once(':')) else {
-        return error_page("unknown client");
+    let client_id = get("client_id").unwrap_or("");
+    let (org, agent): (String, String) = if super::register::is_dynamic(client_id) {
+        match super::register::resolve_dynamic(&state, client_id, get("resource")).await {
+            Ok(x) => x,
+            Err(e) => return error_page(&e),
+        }
+    } else {
+        match client_id.split_once(':') {
+            Some((o, a)) => (o.to_string(), a.to_string()),
+            None => return error_page("unknown client"),
+        }
     };
+    let (org, agent) = (org.as_str(), agent.as_str());
     let Ok(data) = state.org_fresh(org).await else {
         return error_page("unknown client");
     };

@@ -10,6 +10,7 @@ mod models;
 mod oauth;
 mod ops;
 mod principals;
+mod register;
 mod tuples;
 
 use std::sync::Arc;
@@ -105,6 +106,7 @@ api! {
     get "/oauth2/authorize" => authflow::authorize [], "Authorization endpoint: sign-in page (code flow, PKCE S256 required)", "none";
     post "/oauth2/authorize/signin" => authflow::signin [], "Sign-in form (then the consent page)", "none";
     post "/oauth2/authorize/consent" => authflow::consent [], "Consent form (redirects with the code)", "none";
+    post "/oauth2/register" => register::register [register::ClientMetadata], "Dynamic client registration (RFC 7591), when an organization enables it", "none";
     post "/oauth2/token" => oauth::token [], "OAuth 2.1 token endpoint (form-encoded; client_credentials)", "client authentication";
     post "/oauth2/revoke" => oauth::revoke [], "Token revocation (RFC 7009)", "client authentication";
     post "/oauth2/introspect" => oauth::introspect [], "Token introspection (RFC 7662)", "checker";

@@ -135,6 +135,28 @@ async fn authenticate(
     let methods = usize::from(basic.is_some())
         + usize::from(assertion.is_some())
         + usize::from(form.contains_key("client_secret"));
+    // A registered public client (RFC 7591, `none`): only for the code flow (always
+    // with PKCE) and its refresh tokens.
+    if methods == 0
+        && let Some(cid) = form.get("client_id")
+        && super::register::is_dynamic(cid)
+    {
+        let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
+        if !matches!(grant, "authorization_code" | "refresh_token") {
+            return Err(OAuthError::invalid_client(
+                "public clients may only use the authorization code flow",
+            ));
+        }
+        let (org, agent) = super::register::resolve_dynamic(state, cid, None)
+            .await
+            .map_err(OAuthError::invalid_client)?;
+        return Ok(ClientIdentity {
+            org,
+            agent,
+            credential: String::new(),
+            last_used_at: Some(warden_storage::now_ms()),
+        });
+    }
     if methods != 1 {
         return Err(OAuthError::invalid_client(
             "authenticate with exactly one method: private_key_jwt, client_secret_basic or client_secret_post",
@@ -895,8 +917,9 @@ pub async fn metadata(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "introspection_endpoint": format!("{i}/oauth2/introspect"),
         "authorization_endpoint": format!("{i}/oauth2/authorize"),
         "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token", TOKEN_EXCHANGE],
+        "registration_endpoint": format!("{i}/oauth2/register"),
         "token_endpoint_auth_methods_supported":
-            ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+            ["private_key_jwt", "client_secret_basic", "client_secret_post", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256", "RS256"],
         "revocation_endpoint_auth_methods_supported":
             ["private_key_jwt", "client_secret_basic", "client_secret_post"],

@@ -45,7 +45,7 @@ pub struct PutPrincipal {
     redirect_uris: Vec<String>,
 }
 
-fn valid_redirect_uri(u: &str) -> bool {
+pub fn valid_redirect_uri(u: &str) -> bool {
     let local = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
         .iter()
         .any(|p| {
