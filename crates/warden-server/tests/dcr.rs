@@ -237,5 +237,29 @@ async fn registered_public_clients_bind_to_the_resource_organization() {
         )
         .await;
     assert_eq!(d["allowed"], json!(true), "{d}");
+    // A public client revokes its own token by its client_id (RFC 7009 §5).
+    let (s, _) = tok(vec![
+        ("client_id", client_id.clone()),
+        ("token", access.clone()),
+    ])
+    .await;
+    assert_eq!(s, 400, "the token endpoint is not the revocation endpoint");
+    let res = http()
+        .post(format!("{base}/oauth2/revoke"))
+        .form(&[
+            ("client_id", client_id.as_str()),
+            ("token", access.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let (_, d) = acme
+        .post(
+            "/v1/orgs/acme/authorize",
+            json!({"token": access, "audience": MCP, "relation": "viewer", "object": "document:1"}),
+        )
+        .await;
+    assert_eq!(d["allowed"], json!(false), "revoked: {d}");
     server.shutdown().await.unwrap();
 }

@@ -107,10 +107,18 @@ fn percent_decode(s: &str) -> String {
 
 /// Authenticates the client of a token or revocation request: `private_key_jwt`
 /// (preferred), or a secret by HTTP Basic or in the form.
+/// What a client authenticates for: a token request, or a revocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Token,
+    Revoke,
+}
+
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
+    purpose: Purpose,
 ) -> Result<ClientIdentity, OAuthError> {
     let basic = headers
         .get(header::AUTHORIZATION)
@@ -142,7 +150,8 @@ async fn authenticate(
         && super::register::is_dynamic(cid)
     {
         let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
-        if !matches!(grant, "authorization_code" | "refresh_token") {
+        // RFC 7009 §5: a public client may revoke its own tokens by its client_id.
+        if purpose == Purpose::Token && !matches!(grant, "authorization_code" | "refresh_token") {
             return Err(OAuthError::invalid_client(
                 "public clients may only use the authorization code flow",
             ));
@@ -475,7 +484,7 @@ pub async fn token(
         )
         .into());
     }
-    let client = authenticate(&state, &headers, &form).await?;
+    let client = authenticate(&state, &headers, &form, Purpose::Token).await?;
     let data = state
         .org_fresh(&client.org)
         .await
@@ -837,7 +846,7 @@ pub async fn revoke(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, OAuthResponse> {
-    let client = authenticate(&state, &headers, &form).await?;
+    let client = authenticate(&state, &headers, &form, Purpose::Revoke).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
