@@ -152,3 +152,97 @@ async fn authlib_and_pyjwt_against_warden() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// The official MCP Python SDK: discovery, registration, PKCE, an audience-bound token,
+/// a tool call allowed, then refused after revocation.
+#[tokio::test]
+async fn the_mcp_sdk_against_warden() {
+    let Some(py) = python() else {
+        return;
+    };
+    let has_mcp = Command::new(&py)
+        .args(["-c", "import mcp.server.mcpserver, uvicorn"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_mcp {
+        if std::env::var_os("WARDEN_REQUIRE_PYTHON").is_some() {
+            panic!(
+                "the MCP SDK is required but not installed in {}",
+                py.display()
+            );
+        }
+        eprintln!(
+            "\n!!! SKIPPING the MCP SDK test: `mcp` (2.x) and `uvicorn` are not installed !!!\n"
+        );
+        return;
+    }
+    let db = TestDb::sqlite();
+    let server = start(&db.url).await;
+    let base = format!("http://{}", server.local_addr);
+    let admin = Client::new(&server, server.bootstrap_key.as_deref().unwrap());
+    let acme = admin
+        .org_with_model(
+            "acme",
+            "model\n  schema 1.1\n\ntype user\n\ntype agent\n\ntype document\n  relations\n    define viewer: [user, agent, agent:*]\n",
+        )
+        .await;
+    acme.put(
+        "/v1/orgs/acme/users/anne",
+        json!({"password": "correct horse battery"}),
+    )
+    .await;
+    let mcp_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mcp_url = format!("http://127.0.0.1:{mcp_port}/mcp");
+    let (s, b) = acme
+        .put(
+            "/v1/orgs/acme/settings",
+            json!({"scopes": {"docs.read": ["document#viewer"]},
+                   "resources": {"mcp": {"uri": mcp_url, "scopes": ["docs.read"]}},
+                   "registration": {"enabled": true, "owner": "user:anne", "allowed_scopes": ["docs.read"]}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    acme.post(
+        "/v1/orgs/acme/tuples/write",
+        json!({"writes": [
+            {"user": "user:anne", "relation": "viewer", "object": "document:1"},
+            {"user": "agent:*", "relation": "viewer", "object": "document:1"},
+            {"user": "agent:*", "relation": "viewer", "object": "document:2"},
+        ]}),
+    )
+    .await;
+    let cfg = json!({
+        "base": base, "org": "acme", "api_key": acme.key, "mcp_port": mcp_port,
+        "username": "anne", "password": "correct horse battery",
+    });
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/mcp_e2e.py");
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(py)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(cfg.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("all passed"),
+        "the MCP SDK test failed:\n{stdout}\n{stderr}"
+    );
+    server.shutdown().await.unwrap();
+}

@@ -492,3 +492,34 @@ impl Db {
         Ok(res.rows_affected() == 1)
     }
 }
+
+impl Db {
+    /// Revokes every refresh token of the family `token_hash` belongs to, if it is the
+    /// client's (`org`, `agent`); false if no such token.
+    pub async fn revoke_refresh_family(
+        &self,
+        token_hash: &str,
+        org: &str,
+        agent: &str,
+    ) -> Result<bool> {
+        let family: Option<String> = sqlx::query_scalar(
+            "SELECT family FROM refresh_tokens WHERE token_hash = $1 AND org_id = $2 AND agent_id = $3",
+        )
+        .bind(token_hash)
+        .bind(org)
+        .bind(agent)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(family) = family else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(&family)
+        .execute(self.pool())
+        .await?;
+        Ok(true)
+    }
+}

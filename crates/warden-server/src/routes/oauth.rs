@@ -850,6 +850,19 @@ pub async fn revoke(
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    // A refresh token: its whole family goes.
+    if token.starts_with("wrt_") {
+        let digest = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+        let revoked = state
+            .db
+            .revoke_refresh_family(&digest, &client.org, &client.agent)
+            .await
+            .map_err(server_error)?;
+        if revoked {
+            tracing::info!(org = %client.org, agent = %client.agent, "refresh token family revoked");
+        }
+        return Ok(StatusCode::OK.into_response());
+    }
     // An invalid or foreign token is answered like a revoked one (RFC 7009 §2.2).
     if let Ok(claims) = {
         let o = state.oauth.read();
