@@ -354,14 +354,6 @@ async fn dpop_binding(state: &AppState, headers: &HeaderMap) -> Result<Option<St
     Ok(Some(p.jkt))
 }
 
-fn issue_with_act(
-    state: &AppState,
-    g: &Grant,
-    act: Option<warden_oauth::token::Actor>,
-) -> Result<(String, AccessClaims), OAuthError> {
-    issue_bound(state, g, act, None)
-}
-
 fn issue_bound(
     state: &AppState,
     g: &Grant,
@@ -623,7 +615,7 @@ pub async fn token(
             let refresh = new_refresh(&state, &g, &r.family).await?;
             return Ok(token_response(&token, &claims, Some(&refresh)));
         }
-        TOKEN_EXCHANGE => return exchange(&state, &client, &form),
+        TOKEN_EXCHANGE => return exchange(&state, &headers, &client, &form).await,
         _ => {}
     }
     // client_credentials: the agent itself.
@@ -677,8 +669,9 @@ pub async fn token(
 /// token for the same user whose `act` claim names it, on top of any earlier actors.
 /// Scopes: what is asked (default: the subject token's), which must lie within the
 /// subject token's scopes and the agent's allowed scopes. Never wider.
-fn exchange(
+async fn exchange(
     state: &AppState,
+    headers: &HeaderMap,
     client: &ClientIdentity,
     form: &HashMap<String, String>,
 ) -> Result<Response, OAuthResponse> {
@@ -807,12 +800,13 @@ fn exchange(
             }
         }
     }
-    let (token, claims) = issue_with_act(state, &g, Some(act))?;
+    let jkt = dpop_binding(state, headers).await?;
+    let (token, claims) = issue_bound(state, &g, Some(act), jkt)?;
     let mut res = token_response(&token, &claims, None);
     if let Ok(body) = serde_json::to_value(json!({
         "access_token": token,
         "issued_token_type": ACCESS_TOKEN_TYPE,
-        "token_type": "Bearer",
+        "token_type": if claims.cnf.is_some() { "DPoP" } else { "Bearer" },
         "expires_in": claims.exp - claims.iat,
         "scope": claims.scope,
     })) {
