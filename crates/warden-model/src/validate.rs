@@ -150,7 +150,7 @@ fn semantic_errors(model: &AuthorizationModel, loc: &Locator<'_>) -> Vec<ModelEr
                     }
                 }
             }
-            check_rewrite(model, &types, td, rewrite, loc, line, &mut e);
+            check_rewrite(&types, td, rewrite, loc, line, &mut e);
         }
     }
     for (name, c) in &model.conditions {
@@ -235,7 +235,6 @@ fn semantic_errors(model: &AuthorizationModel, loc: &Locator<'_>) -> Vec<ModelEr
 
 #[allow(clippy::too_many_arguments)]
 fn check_rewrite(
-    model: &AuthorizationModel,
     types: &HashMap<&str, &TypeDefinition>,
     td: &TypeDefinition,
     u: &Userset,
@@ -302,7 +301,6 @@ fn check_rewrite(
                     loc.last_word_in(line, ts),
                 ),
             }
-            let _ = model;
         }
         Userset::Union(c) | Userset::Intersection(c) => {
             let mut seen = HashSet::new();
@@ -310,19 +308,19 @@ fn check_rewrite(
                 if let Some(name) = partial_name(child)
                     && !seen.insert(name.clone())
                 {
-                    duplicate_partial(td, &name, loc, line, e);
+                    duplicate_partial(&name, loc, line, e);
                 }
-                check_rewrite(model, types, td, child, loc, line, e);
+                check_rewrite(types, td, child, loc, line, e);
             }
         }
         Userset::Difference(d) => {
             if let Some(name) = partial_name(&d.base)
                 && partial_name(&d.subtract).as_ref() == Some(&name)
             {
-                duplicate_partial(td, &name, loc, line, e);
+                duplicate_partial(&name, loc, line, e);
             }
-            check_rewrite(model, types, td, &d.base, loc, line, e);
-            check_rewrite(model, types, td, &d.subtract, loc, line, e);
+            check_rewrite(types, td, &d.base, loc, line, e);
+            check_rewrite(types, td, &d.subtract, loc, line, e);
         }
     }
 }
@@ -360,7 +358,6 @@ fn partial_name(u: &Userset) -> Option<String> {
 }
 
 fn duplicate_partial(
-    td: &TypeDefinition,
     name: &str,
     loc: &Locator<'_>,
     line: Option<usize>,
@@ -371,7 +368,6 @@ fn duplicate_partial(
         .and_then(|t| t.trim_start().strip_prefix("define "))
         .and_then(|t| t.split(':').next())
         .map_or(String::new(), |r| r.trim().to_string());
-    let _ = td;
     e(
         ModelErrorKind::DuplicatedError,
         format!("the partial relation definition `{name}` is a duplicate in the relation `{rel}`."),

@@ -54,6 +54,10 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
+        // Verified once per request, however many extractors ask.
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(c.clone());
+        }
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -66,6 +70,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .ok_or_else(ApiError::unauthenticated)?;
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(key) = state.cached_key(&hash) {
+            parts.extensions.insert(Caller(key.clone()));
             return Ok(Caller(key));
         }
         let key = state
@@ -76,6 +81,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .ok_or_else(ApiError::unauthenticated)?;
         let _ = state.db.touch_key(&key.id).await;
         state.cache_key(hash, key.clone());
+        parts.extensions.insert(Caller(key.clone()));
         Ok(Caller(key))
     }
 }

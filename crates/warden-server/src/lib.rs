@@ -88,11 +88,6 @@ impl Server {
             Err(e) => Err(ServerError::Serve(std::io::Error::other(e))),
         }
     }
-
-    /// Waits until the server stops (after a shutdown signal was sent elsewhere).
-    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
-        self.shutdown.clone()
-    }
 }
 
 /// Opens storage, loads, bootstraps and starts serving.

@@ -19,25 +19,39 @@ struct Histogram {
     count: u64,
 }
 
+/// One route's counts by status and its latency histogram.
+#[derive(Default)]
+struct RouteStats {
+    statuses: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// route template -> method -> stats. Nested so that a request finds its entry by
+    /// `&str` and allocates nothing after the route's first request.
+    routes: Mutex<BTreeMap<String, BTreeMap<String, RouteStats>>>,
     decisions: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
     pub fn record_request(&self, method: &str, route: &str, status: u16, took: Duration) {
-        *self
-            .requests
-            .lock()
-            .entry((method.to_string(), route.to_string(), status))
-            .or_default() += 1;
         let secs = took.as_secs_f64();
-        let mut lat = self.latency.lock();
-        let h = lat
-            .entry((method.to_string(), route.to_string()))
-            .or_default();
+        let mut routes = self.routes.lock();
+        if !routes.contains_key(route) {
+            routes.insert(route.to_string(), BTreeMap::new());
+        }
+        let Some(methods) = routes.get_mut(route) else {
+            return;
+        };
+        if !methods.contains_key(method) {
+            methods.insert(method.to_string(), RouteStats::default());
+        }
+        let Some(stats) = methods.get_mut(method) else {
+            return;
+        };
+        *stats.statuses.entry(status).or_default() += 1;
+        let h = &mut stats.latency;
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
                 h.counts[i] += 1;
@@ -52,21 +66,39 @@ impl Metrics {
         *self.decisions.lock().entry(outcome).or_default() += 1;
     }
 
+    /// Counts a decision from its result.
+    pub fn record_outcome<E>(&self, allowed: &Result<bool, E>) {
+        self.record_decision(match allowed {
+            Ok(true) => "allowed",
+            Ok(false) => "denied",
+            Err(_) => "error",
+        });
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP warden_http_requests_total HTTP requests by method, route and status.\n",
         );
         out.push_str("# TYPE warden_http_requests_total counter\n");
-        for ((m, r, s), n) in self.requests.lock().iter() {
-            let _ = writeln!(
-                out,
-                "warden_http_requests_total{{method=\"{m}\",route=\"{r}\",status=\"{s}\"}} {n}"
-            );
+        let routes = self.routes.lock();
+        let each = || {
+            routes
+                .iter()
+                .flat_map(|(r, ms)| ms.iter().map(move |(m, st)| (m, r, st)))
+        };
+        for (m, r, st) in each() {
+            for (s, n) in &st.statuses {
+                let _ = writeln!(
+                    out,
+                    "warden_http_requests_total{{method=\"{m}\",route=\"{r}\",status=\"{s}\"}} {n}"
+                );
+            }
         }
         out.push_str("# HELP warden_http_request_duration_seconds HTTP request latency.\n");
         out.push_str("# TYPE warden_http_request_duration_seconds histogram\n");
-        for ((m, r), h) in self.latency.lock().iter() {
+        for (m, r, st) in each() {
+            let h = &st.latency;
             for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,

@@ -389,6 +389,15 @@ async fn suite(url: &str) {
         )
         .await;
     assert_eq!((s, b["code"].as_str()), (404, Some("not_found")), "{b}");
+    // An organization without a model answers decisions with `no_model`.
+    admin.post("/v1/orgs", json!({"id": "empty"})).await;
+    let (s, b) = admin
+        .post(
+            "/v1/orgs/empty/check",
+            json!({"user": "user:a", "relation": "r", "object": "doc:1"}),
+        )
+        .await;
+    assert_eq!((s, b["code"].as_str()), (400, Some("no_model")), "{b}");
     let (s, b) = admin.get("/no/such/route").await;
     assert_eq!((s, b["code"].as_str()), (404, Some("not_found")));
     let (s, b) = admin.post("/v1/orgs", json!({"id": "Bad Name"})).await;

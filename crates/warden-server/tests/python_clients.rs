@@ -47,6 +47,41 @@ fn python() -> Option<PathBuf> {
     None
 }
 
+/// Runs `tests/python/NAME` with `cfg` as JSON on standard input; returns its exit
+/// status, standard output and standard error.
+async fn run_script(
+    py: PathBuf,
+    name: &str,
+    cfg: serde_json::Value,
+) -> (std::process::ExitStatus, String, String) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/python")
+        .join(name);
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(py)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(cfg.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 const DSL: &str = "model\n  schema 1.1\n\ntype user\n\ntype agent\n\ntype document\n  relations\n    define viewer: [user, agent]\n";
 
 #[tokio::test]
@@ -124,30 +159,9 @@ async fn authlib_and_pyjwt_against_warden() {
         "username": "anne",
         "password": "correct horse battery",
     });
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/oauth_clients.py");
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(py)
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(cfg.to_string().as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (status, stdout, stderr) = run_script(py, "oauth_clients.py", cfg).await;
     assert!(
-        out.status.success() && stdout.contains("all passed"),
+        status.success() && stdout.contains("all passed"),
         "python clients failed:\n{stdout}\n{stderr}"
     );
     server.shutdown().await.unwrap();
@@ -219,27 +233,7 @@ async fn the_mcp_sdk_against_warden() {
         "base": base, "org": "acme", "api_key": acme.key, "mcp_port": mcp_port,
         "username": "anne", "password": "correct horse battery",
     });
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/mcp_e2e.py");
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(py)
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(cfg.to_string().as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_status, stdout, stderr) = run_script(py, "mcp_e2e.py", cfg).await;
     assert!(
         stdout.contains("all passed"),
         "the MCP SDK test failed:\n{stdout}\n{stderr}"

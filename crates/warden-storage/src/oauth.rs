@@ -426,7 +426,6 @@ impl Db {
         if res.rows_affected() == 1 {
             return Ok(Redeemed::Fresh(grant));
         }
-        let revoked: Option<i64> = r.try_get(8)?;
         let used: Option<i64> = r.try_get(7)?;
         if used.is_some() {
             sqlx::query(
@@ -438,7 +437,6 @@ impl Db {
             .await?;
             return Ok(Redeemed::Reused(grant));
         }
-        let _ = revoked;
         Ok(Redeemed::Missing)
     }
 }

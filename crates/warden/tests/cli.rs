@@ -63,12 +63,11 @@ fn transform_round_trips() {
 
 #[test]
 fn test_command_counts_and_exit_codes() {
-    let model = tmp("t.fga", MODEL);
+    tmp("t.fga", MODEL);
     let pass = tmp(
         "pass.fga.yaml",
         "model_file: ./t.fga\ntuples:\n  - {user: user:anne, relation: owner, object: doc:1}\ntests:\n  - name: owners view\n    check:\n      - user: user:anne\n        object: doc:1\n        assertions: {viewer: true, owner: true}\n    list_objects:\n      - user: user:anne\n        type: doc\n        assertions: {viewer: [doc:1]}\n    list_users:\n      - object: doc:1\n        user_filter: [{type: user}]\n        assertions: {viewer: {users: [user:anne]}}\n",
     );
-    let _ = model;
     let (code, out, _) = warden(&["model", "test", s(&pass)]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Checks 2/2 passing"));

@@ -224,15 +224,13 @@ pub async fn authorize(
     let Ok(data) = state.org_fresh(org).await else {
         return error_page("unknown client");
     };
-    let (agent_p, owner, catalog, catalog_resources) = {
+    let (agent_p, catalog, catalog_resources) = {
         let d = data.read();
         let Some(p) = d.principals.get(&(PrincipalKind::Agent, agent.to_string())) else {
             return error_page("unknown client");
         };
-        let owner = p.owner.clone().unwrap_or_default();
         (
             p.clone(),
-            owner,
             d.settings.scopes.clone(),
             d.settings
                 .resources
@@ -321,7 +319,6 @@ pub async fn authorize(
         resource,
         user: None,
     };
-    let _ = owner;
     match sign_ticket(&state, &ticket) {
         Some(t) => signin_page(&t, &agent_p.display_name_or_id(), None),
         None => error_page("the server has no signing key"),

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use warden_engine::{CheckRequest, Context, Engine, TupleKey};
 use warden_storage::{PrincipalKind, Role};
 
-use super::{Consistency, settle};
+use super::{Consistency, snapshot};
 use crate::auth::{Caller, OrgGate};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
@@ -130,29 +130,26 @@ pub fn decide(
     }
     // 2. A scope grants the (type, relation).
     let type_name = object.split_once(':').map_or("", |(t, _)| t);
-    let agent_scopes: Vec<String> = data
+    let agent_scopes: &[String] = data
         .principals
         .get(&(PrincipalKind::Agent, agent.to_string()))
-        .map(|p| p.allowed_scopes.clone())
-        .unwrap_or_default();
+        .map_or(&[], |p| p.allowed_scopes.as_slice());
     let usable: Vec<&String> = agent_scopes
         .iter()
         .filter(|s| scopes.is_none_or(|req| req.contains(s)))
         .collect();
-    let granting: Vec<&&String> = usable
+    let granting = usable
         .iter()
-        .filter(|s| data.settings.scope_grants(s, type_name, relation))
-        .collect();
+        .find(|s| data.settings.scope_grants(s, type_name, relation));
     allowed &= push(
         "scope",
-        !granting.is_empty(),
+        granting.is_some(),
         None,
-        if granting.is_empty() {
-            json!(format!(
+        match granting {
+            Some(g) => json!(format!("granted by `{g}`")),
+            None => json!(format!(
                 "no scope among {usable:?} grants `{type_name}#{relation}`"
-            ))
-        } else {
-            json!(format!("granted by `{}`", granting[0]))
+            )),
         },
     );
     // 3-5. The agent, the user and every actor hold the relation.
@@ -309,9 +306,7 @@ pub async fn authorize(
             "a delegation chain holds at most 8 actors",
         ));
     }
-    settle(&state, body.consistency).await?;
-    let data = state.org_fresh(&org).await?;
-    let revision = state.applied();
+    let (data, revision) = snapshot(&state, &org, body.consistency).await?;
     let now = warden_storage::now_ms();
     let data = data.read();
     let (mut allowed, mut reasons) = decide(

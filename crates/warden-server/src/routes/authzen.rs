@@ -183,11 +183,7 @@ fn decide(data: &OrgData, ev: &Evaluation) -> Result<bool, ApiError> {
 }
 
 fn to_decision(state: &AppState, r: Result<bool, ApiError>) -> Decision {
-    state.metrics.record_decision(match &r {
-        Ok(true) => "allowed",
-        Ok(false) => "denied",
-        Err(_) => "error",
-    });
+    state.metrics.record_outcome(&r);
     match r {
         Ok(d) => Decision {
             decision: d,

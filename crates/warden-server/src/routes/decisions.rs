@@ -13,7 +13,7 @@ use warden_engine::{
 };
 use warden_storage::Role;
 
-use super::{Consistency, settle};
+use super::{Consistency, snapshot};
 use crate::auth::{Caller, OrgGate};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
@@ -46,9 +46,7 @@ pub async fn check(
     Json(body): Json<CheckBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
-    settle(&state, body.consistency).await?;
-    let data = state.org_fresh(&org).await?;
-    let revision = state.applied();
+    let (data, revision) = snapshot(&state, &org, body.consistency).await?;
     let data = data.read();
     let model = data.model(body.model_id.as_deref())?;
     let req = CheckRequest {
@@ -60,11 +58,9 @@ pub async fn check(
         explain: body.explain,
     };
     let res = Engine::new(model, &data.tuples).check(&req);
-    state.metrics.record_decision(match &res {
-        Ok(r) if r.allowed => "allowed",
-        Ok(_) => "denied",
-        Err(_) => "error",
-    });
+    state
+        .metrics
+        .record_outcome(&res.as_ref().map(|r| r.allowed));
     let res = res?;
     let mut out = json!({"allowed": res.allowed, "revision": revision});
     if body.explain {
@@ -121,9 +117,7 @@ pub async fn batch_check(
             state.limits.max_batch_checks
         )));
     }
-    settle(&state, body.consistency).await?;
-    let data = state.org_fresh(&org).await?;
-    let revision = state.applied();
+    let (data, revision) = snapshot(&state, &org, body.consistency).await?;
     let data = data.read();
     let model = data.model(body.model_id.as_deref())?;
     let engine = Engine::new(model, &data.tuples);
@@ -140,11 +134,9 @@ pub async fn batch_check(
                 explain: false,
             };
             let res = engine.check(&req);
-            state.metrics.record_decision(match &res {
-                Ok(r) if r.allowed => "allowed",
-                Ok(_) => "denied",
-                Err(_) => "error",
-            });
+            state
+                .metrics
+                .record_outcome(&res.as_ref().map(|r| r.allowed));
             match res {
                 Ok(r) => BatchResult {
                     correlation_id: c.correlation_id,
@@ -189,9 +181,7 @@ pub async fn list_objects(
     Json(body): Json<ListObjectsBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
-    settle(&state, body.consistency).await?;
-    let data = state.org_fresh(&org).await?;
-    let revision = state.applied();
+    let (data, revision) = snapshot(&state, &org, body.consistency).await?;
     let data = data.read();
     let model = data.model(body.model_id.as_deref())?;
     let objects = Engine::new(model, &data.tuples).list_objects(&ListObjectsRequest {
@@ -236,9 +226,7 @@ pub async fn list_users(
             "`user_filters` needs at least one type",
         ));
     }
-    settle(&state, body.consistency).await?;
-    let data = state.org_fresh(&org).await?;
-    let revision = state.applied();
+    let (data, revision) = snapshot(&state, &org, body.consistency).await?;
     let data = data.read();
     let model = data.model(body.model_id.as_deref())?;
     let users = Engine::new(model, &data.tuples).list_users(&ListUsersRequest {
@@ -276,9 +264,7 @@ pub async fn expand(
     Json(body): Json<ExpandBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
-    settle(&state, body.consistency).await?;
-    let data = state.org_fresh(&org).await?;
-    let revision = state.applied();
+    let (data, revision) = snapshot(&state, &org, body.consistency).await?;
     let data = data.read();
     let model = data.model(body.model_id.as_deref())?;
     let tree = Engine::new(model, &data.tuples).expand(&ExpandRequest {

@@ -131,6 +131,18 @@ api! {
     get "/openapi.json" => ops::openapi [], "This document", "none";
 }
 
+/// Waits as `consistency` asks, then returns the organization's data and the revision
+/// (at least) an answer computed from it is at.
+pub(crate) async fn snapshot(
+    state: &AppState,
+    org: &str,
+    consistency: Option<Consistency>,
+) -> ApiResult<(Arc<parking_lot::RwLock<crate::state::OrgData>>, i64)> {
+    settle(state, consistency).await?;
+    let data = state.org_fresh(org).await?;
+    Ok((data, state.applied()))
+}
+
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     api_router()
         .fallback(ops::not_found)
@@ -148,16 +160,15 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
 async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    // `MatchedPath` is a shared string: cloning it allocates nothing.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
     let res = next.run(req).await;
     let took = started.elapsed();
     let status = res.status().as_u16();
     state
         .metrics
-        .record_request(method.as_str(), &route, status, took);
+        .record_request(method.as_str(), route, status, took);
     tracing::debug!(%method, route, status, micros = took.as_micros() as u64, "request");
     res
 }

@@ -386,7 +386,36 @@ fn issue_bound(
     Ok((token, claims))
 }
 
-fn token_response(token: &str, claims: &AccessClaims, refresh: Option<&str>) -> Response {
+/// Binds the token to the client's DPoP key when it sent a proof, mints it, and with
+/// `family` also issues a refresh token of that family; then the token response.
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    g: &Grant,
+    act: Option<warden_oauth::token::Actor>,
+    family: Option<&str>,
+) -> Result<Response, OAuthResponse> {
+    let jkt = dpop_binding(state, headers).await?;
+    let (token, claims) = issue_bound(state, g, act.clone(), jkt)?;
+    let refresh = match family {
+        Some(f) => Some(new_refresh(state, g, f).await?),
+        None => None,
+    };
+    Ok(token_response(
+        &token,
+        &claims,
+        refresh.as_deref(),
+        act.is_some(),
+    ))
+}
+
+/// The token response; an exchanged token also says what it is (RFC 8693).
+fn token_response(
+    token: &str,
+    claims: &AccessClaims,
+    refresh: Option<&str>,
+    exchanged: bool,
+) -> Response {
     let mut body = json!({
         "access_token": token,
         "token_type": if claims.cnf.is_some() { "DPoP" } else { "Bearer" },
@@ -395,6 +424,9 @@ fn token_response(token: &str, claims: &AccessClaims, refresh: Option<&str>) -> 
     });
     if let Some(r) = refresh {
         body["refresh_token"] = json!(r);
+    }
+    if exchanged {
+        body["issued_token_type"] = json!(ACCESS_TOKEN_TYPE);
     }
     let mut res = axum::Json(body).into_response();
     res.headers_mut().insert(
@@ -544,11 +576,8 @@ pub async fn token(
                 audience: c.resource,
             };
             principals_usable(&state, &g)?;
-            let jkt = dpop_binding(&state, &headers).await?;
-            let (token, claims) = issue_bound(&state, &g, None, jkt)?;
             let family = uuid::Uuid::now_v7().simple().to_string();
-            let refresh = new_refresh(&state, &g, &family).await?;
-            return Ok(token_response(&token, &claims, Some(&refresh)));
+            return answer(&state, &headers, &g, None, Some(&family)).await;
         }
         "refresh_token" => {
             let rt = form
@@ -610,10 +639,7 @@ pub async fn token(
                 audience: r.resource,
             };
             principals_usable(&state, &g)?;
-            let jkt = dpop_binding(&state, &headers).await?;
-            let (token, claims) = issue_bound(&state, &g, None, jkt)?;
-            let refresh = new_refresh(&state, &g, &r.family).await?;
-            return Ok(token_response(&token, &claims, Some(&refresh)));
+            return answer(&state, &headers, &g, None, Some(&r.family)).await;
         }
         TOKEN_EXCHANGE => return exchange(&state, &headers, &client, &form).await,
         _ => {}
@@ -659,9 +685,7 @@ pub async fn token(
         audience,
     };
     principals_usable(&state, &g)?;
-    let jkt = dpop_binding(&state, &headers).await?;
-    let (token, claims) = issue_bound(&state, &g, None, jkt)?;
-    Ok(token_response(&token, &claims, None))
+    answer(&state, &headers, &g, None, None).await
 }
 
 /// RFC 8693 token exchange: the authenticated agent presents a token that speaks for a
@@ -800,23 +824,7 @@ async fn exchange(
             }
         }
     }
-    let jkt = dpop_binding(state, headers).await?;
-    let (token, claims) = issue_bound(state, &g, Some(act), jkt)?;
-    let mut res = token_response(&token, &claims, None);
-    if let Ok(body) = serde_json::to_value(json!({
-        "access_token": token,
-        "issued_token_type": ACCESS_TOKEN_TYPE,
-        "token_type": if claims.cnf.is_some() { "DPoP" } else { "Bearer" },
-        "expires_in": claims.exp - claims.iat,
-        "scope": claims.scope,
-    })) {
-        res = axum::Json(body).into_response();
-        res.headers_mut().insert(
-            header::CACHE_CONTROL,
-            header::HeaderValue::from_static("no-store"),
-        );
-    }
-    Ok(res)
+    answer(state, headers, &g, Some(act), None).await
 }
 
 /// Verifies a Warden access token: signature, issuer, audience (when given), lifetime,
