@@ -1,0 +1,317 @@
+//! The export: one organization's retained log as JSON Lines, verifiable offline.
+//!
+//! Line 1 is `{"header": ...}` (organization, the cut checkpoint the log starts after,
+//! the server's public keys); then every signed checkpoint (`{"checkpoint": ...}`);
+//! then every record in sequence order (`{"record": ...}`); last, the chain head the
+//! server's writer recorded (`{"head": {"seq": N, "hash": "..."}}`).
+
+use std::io::BufRead;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::chain::{ChainVerifier, Tamper};
+use crate::checkpoint::Checkpoint;
+use crate::record::AuditRecord;
+
+/// The format name in every export's header.
+pub const FORMAT: &str = "warden-audit-export/1";
+
+/// Records verified per page.
+const PAGE: usize = 10_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportHeader {
+    pub format: String,
+    pub org: String,
+    pub exported_at_ms: i64,
+    /// The cut checkpoint the retained log starts after (none: from record 1).
+    #[serde(default)]
+    pub anchor: Option<Checkpoint>,
+    /// The server's public signing keys (JWKs) when the export was made.
+    #[serde(default)]
+    pub keys: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportLine {
+    Header(ExportHeader),
+    Checkpoint(Checkpoint),
+    Record(Box<AuditRecord>),
+    Head { seq: u64, hash: String },
+}
+
+#[derive(Debug, Error)]
+pub enum ExportError {
+    #[error("cannot read the export: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("line {line}: {message}")]
+    Format { line: usize, message: String },
+}
+
+/// What verification found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub org: String,
+    /// Records verified (up to the first problem).
+    pub records: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// Signed checkpoints whose signatures verified.
+    pub checkpoints: u64,
+    /// Where the public keys came from: `given` (trusted) or `export` (the file's own).
+    pub keys: &'static str,
+    /// The first problem, if any.
+    #[serde(serialize_with = "problem")]
+    pub problem: Option<Tamper>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+fn problem<S: serde::Serializer>(p: &Option<Tamper>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        None => s.serialize_none(),
+        Some(t) => {
+            serde_json::json!({"seq": t.seq(), "message": t.to_string()}).serialize(s)
+        }
+    }
+}
+
+/// Verifies checkpoints against `keys` and prepares a chain verifier: starting after
+/// the anchor (a cut checkpoint), expecting every checkpoint's hash at its position.
+pub fn prepare(
+    org: &str,
+    anchor: Option<&Checkpoint>,
+    checkpoints: &[Checkpoint],
+    keys: &[serde_json::Value],
+) -> Result<ChainVerifier, Tamper> {
+    let bad = |cp: &Checkpoint, reason: String| Tamper::BadCheckpoint {
+        seq: cp.seq,
+        reason,
+    };
+    let from = match anchor {
+        None => None,
+        Some(a) => {
+            a.verify(keys).map_err(|e| bad(a, e.to_string()))?;
+            if a.org != org || a.kind != "cut" {
+                return Err(bad(a, "the anchor is not this organization's cut".into()));
+            }
+            Some((a.seq, a.hash.clone()))
+        }
+    };
+    let mut v = ChainVerifier::new(from);
+    for cp in checkpoints {
+        cp.verify(keys).map_err(|e| bad(cp, e.to_string()))?;
+        if cp.org != org {
+            return Err(bad(cp, format!("it is organization `{}`'s", cp.org)));
+        }
+        v.expect(cp.seq, cp.hash.clone());
+    }
+    Ok(v)
+}
+
+/// Verifies an export. `trusted_keys` (the server's JWKS, obtained independently) are
+/// used when given; otherwise the keys in the export itself, which proves the log is
+/// intact as the key holder signed it, not who that was.
+pub fn verify_export(
+    input: impl BufRead,
+    trusted_keys: Option<&[serde_json::Value]>,
+) -> Result<Report, ExportError> {
+    let mut lines = input.lines().enumerate();
+    let parse = |n: usize, s: &str| -> Result<ExportLine, ExportError> {
+        serde_json::from_str(s).map_err(|e| ExportError::Format {
+            line: n + 1,
+            message: e.to_string(),
+        })
+    };
+    let header = match lines.next() {
+        Some((n, l)) => match parse(n, &l?)? {
+            ExportLine::Header(h) if h.format == FORMAT => h,
+            _ => {
+                return Err(ExportError::Format {
+                    line: 1,
+                    message: format!("not a {FORMAT} file (no header)"),
+                });
+            }
+        },
+        None => {
+            return Err(ExportError::Format {
+                line: 1,
+                message: "empty file".into(),
+            });
+        }
+    };
+    let (keys, keys_from) = match trusted_keys {
+        Some(k) => (k.to_vec(), "given"),
+        None => (header.keys.clone(), "export"),
+    };
+    let mut report = Report {
+        org: header.org.clone(),
+        records: 0,
+        first_seq: None,
+        last_seq: None,
+        checkpoints: 0,
+        keys: keys_from,
+        problem: None,
+    };
+    let mut checkpoints = Vec::new();
+    let mut verifier: Option<ChainVerifier> = None;
+    let mut page: Vec<AuditRecord> = Vec::new();
+    let mut head = None;
+    let finish = |report: &mut Report, v: &ChainVerifier, problem: Option<Tamper>| {
+        let (count, first) = v.counted();
+        report.records = count;
+        report.first_seq = first;
+        report.last_seq = v.last().map(|(s, _)| s);
+        report.problem = problem;
+    };
+    for (n, line) in lines {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse(n, &line)? {
+            ExportLine::Header(_) => {
+                return Err(ExportError::Format {
+                    line: n + 1,
+                    message: "a second header".into(),
+                });
+            }
+            ExportLine::Checkpoint(cp) => {
+                if verifier.is_some() {
+                    return Err(ExportError::Format {
+                        line: n + 1,
+                        message: "checkpoints come before the records".into(),
+                    });
+                }
+                checkpoints.push(cp);
+            }
+            ExportLine::Record(r) => {
+                if verifier.is_none() {
+                    report.checkpoints = checkpoints.len() as u64;
+                    match prepare(&header.org, header.anchor.as_ref(), &checkpoints, &keys) {
+                        Ok(v) => verifier = Some(v),
+                        Err(t) => {
+                            report.problem = Some(t);
+                            report.checkpoints = 0;
+                            return Ok(report);
+                        }
+                    }
+                }
+                if r.org != header.org {
+                    let v = verifier.take().unwrap_or_default();
+                    finish(&mut report, &v, Some(Tamper::Edited { seq: r.seq }));
+                    return Ok(report);
+                }
+                page.push(*r);
+                if page.len() >= PAGE
+                    && let Some(v) = verifier.as_mut()
+                    && let Err(t) = v.run(&page)
+                {
+                    let v = v.clone();
+                    finish(&mut report, &v, Some(t));
+                    return Ok(report);
+                }
+                if page.len() >= PAGE {
+                    page.clear();
+                }
+            }
+            ExportLine::Head { seq, hash } => head = Some((seq, hash)),
+        }
+    }
+    let mut v = match verifier {
+        Some(v) => v,
+        None => {
+            report.checkpoints = checkpoints.len() as u64;
+            match prepare(&header.org, header.anchor.as_ref(), &checkpoints, &keys) {
+                Ok(v) => v,
+                Err(t) => {
+                    report.problem = Some(t);
+                    return Ok(report);
+                }
+            }
+        }
+    };
+    let result = v
+        .run(&page)
+        .and_then(|()| v.finish(head.as_ref().map(|(s, h)| (*s, h.as_str()))));
+    finish(&mut report, &v, result.err());
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::tests::chain;
+    use warden_oauth::keys::SigningKey;
+
+    fn export(records: &[AuditRecord], key: &SigningKey, cps: &[u64]) -> String {
+        let mut out = Vec::new();
+        out.push(ExportLine::Header(ExportHeader {
+            format: FORMAT.into(),
+            org: "acme".into(),
+            exported_at_ms: 0,
+            anchor: None,
+            keys: vec![key.public_jwk()],
+        }));
+        for &s in cps {
+            let r = &records[s as usize - 1];
+            out.push(ExportLine::Checkpoint(
+                Checkpoint::sign("acme", s, &r.hash, 0, "periodic", &key.kid, &key.encoding_key())
+                    .unwrap(),
+            ));
+        }
+        for r in records {
+            out.push(ExportLine::Record(Box::new(r.clone())));
+        }
+        if let Some(last) = records.last() {
+            out.push(ExportLine::Head {
+                seq: last.seq,
+                hash: last.hash.clone(),
+            });
+        }
+        out.iter()
+            .map(|l| serde_json::to_string(l).unwrap() + "\n")
+            .collect()
+    }
+
+    #[test]
+    fn an_export_verifies_offline_and_names_the_first_bad_record() {
+        let key = SigningKey::generate().unwrap();
+        let c = chain(25);
+        let text = export(&c, &key, &[10, 20]);
+        let r = verify_export(text.as_bytes(), None).unwrap();
+        assert!(r.ok(), "{r:?}");
+        assert_eq!((r.records, r.checkpoints, r.last_seq), (25, 2, Some(25)));
+        // Trusted keys that did not sign it.
+        let other = SigningKey::generate().unwrap();
+        let r = verify_export(text.as_bytes(), Some(&[other.public_jwk()])).unwrap();
+        assert!(matches!(r.problem, Some(Tamper::BadCheckpoint { seq: 10, .. })));
+        // One edited line.
+        let edited = text.replacen("\"id\":\"d13\"", "\"id\":\"d99\"", 1);
+        let r = verify_export(edited.as_bytes(), None).unwrap();
+        assert_eq!(r.problem, Some(Tamper::Edited { seq: 14 }));
+        assert_eq!(r.records, 13);
+        // The tail cut off, head line included: the checkpoint at 20 notices.
+        let cut: String = text.lines().take(1 + 2 + 15).map(|l| format!("{l}\n")).collect();
+        let r = verify_export(cut.as_bytes(), None).unwrap();
+        assert_eq!(
+            r.problem,
+            Some(Tamper::Truncated {
+                last: 15,
+                expected: 20
+            })
+        );
+        // Garbage is a format error with its line.
+        let bad = format!("{text}not json\n");
+        assert!(matches!(
+            verify_export(bad.as_bytes(), None),
+            Err(ExportError::Format { line: 30, .. })
+        ));
+    }
+}

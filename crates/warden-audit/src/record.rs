@@ -1,0 +1,151 @@
+//! One audit record and its hash.
+//!
+//! Every record of an organization carries a sequence number (1, 2, 3, ... with no
+//! gaps), the hash of the record before it, and its own hash: SHA-256 over the previous
+//! hash and the record's canonical JSON (every field but `seq` and `hash`, in
+//! declaration order). The sequence number is left out on purpose: the order is
+//! proven by the links, so renumbering rows cannot hide an inserted or removed record.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The `prev_hash` of an organization's first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit record: a decision, an administrative change, or an outcome report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub org: String,
+    /// Position in the organization's chain, from 1.
+    pub seq: u64,
+    /// The record id (for a decision, its decision id).
+    pub id: String,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// `decision`, `change` or `outcome`.
+    pub kind: String,
+    /// What was asked or done: a relation for decisions (`viewer`), an operation for
+    /// changes (`tuples.write`), the result for outcomes.
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The subject of a plain check, as sent (`user:anne`, `group:eng#member`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The initiating user, if any (`user:anne`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The acting agent, if any (`agent:bot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Further actors in the delegation chain (sub-agents), outermost first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actors: Vec<String>,
+    /// The access token's id (never the token itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The OAuth client of the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Who called Warden: `key:<api key id>` or `client:<oauth client id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    /// For decisions: the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<bool>,
+    /// The checks and their outcomes (the failed check, the granting path), or what a
+    /// change did. Never a secret or a token value.
+    #[serde(default)]
+    pub detail: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    /// The revision the decision was computed at, or the change committed as. It names
+    /// the whole policy state: model, settings and tuples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// For an outcome: the decision it reports on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refers_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    pub prev_hash: String,
+    #[serde(default)]
+    pub hash: String,
+}
+
+/// The hashed view of a record: every field but `seq` and `hash`.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    org: &'a str,
+    id: &'a str,
+    time_ms: i64,
+    kind: &'a str,
+    action: &'a str,
+    resource: &'a Option<String>,
+    subject: &'a Option<String>,
+    user: &'a Option<String>,
+    agent: &'a Option<String>,
+    actors: &'a [String],
+    jti: &'a Option<String>,
+    client_id: &'a Option<String>,
+    caller: &'a Option<String>,
+    allowed: &'a Option<bool>,
+    detail: &'a serde_json::Value,
+    model_id: &'a Option<String>,
+    revision: &'a Option<i64>,
+    approval_id: &'a Option<String>,
+    refers_to: &'a Option<String>,
+    request_id: &'a Option<String>,
+    client_addr: &'a Option<String>,
+}
+
+impl AuditRecord {
+    /// The hash this record must carry: over `prev_hash` and its content.
+    pub fn compute_hash(&self) -> String {
+        let c = Canonical {
+            org: &self.org,
+            id: &self.id,
+            time_ms: self.time_ms,
+            kind: &self.kind,
+            action: &self.action,
+            resource: &self.resource,
+            subject: &self.subject,
+            user: &self.user,
+            agent: &self.agent,
+            actors: &self.actors,
+            jti: &self.jti,
+            client_id: &self.client_id,
+            caller: &self.caller,
+            allowed: &self.allowed,
+            detail: &self.detail,
+            model_id: &self.model_id,
+            revision: &self.revision,
+            approval_id: &self.approval_id,
+            refers_to: &self.refers_to,
+            request_id: &self.request_id,
+            client_addr: &self.client_addr,
+        };
+        let mut h = Sha256::new();
+        h.update(self.prev_hash.as_bytes());
+        h.update(b"\n");
+        // Serializing plain data into a Vec cannot fail.
+        h.update(serde_json::to_vec(&c).unwrap_or_default());
+        hex::encode(h.finalize())
+    }
+
+    /// Chains this record after `prev` (or first, with `None`): sets `seq`,
+    /// `prev_hash` and `hash`.
+    pub fn seal(&mut self, prev: Option<(u64, &str)>) {
+        let (seq, prev_hash) = match prev {
+            Some((s, h)) => (s + 1, h.to_string()),
+            None => (1, GENESIS.to_string()),
+        };
+        self.seq = seq;
+        self.prev_hash = prev_hash;
+        self.hash = self.compute_hash();
+    }
+}
