@@ -144,6 +144,61 @@ const MIGRATIONS: &[&[&str]] = &[
         org_id TEXT,
         created_at BIGINT NOT NULL
     )"],
+    &[
+        "CREATE TABLE audit_records (
+            org_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            id TEXT NOT NULL,
+            time_ms BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            action TEXT NOT NULL,
+            resource TEXT,
+            subject TEXT,
+            user_id TEXT,
+            agent_id TEXT,
+            actors TEXT,
+            jti TEXT,
+            client_id TEXT,
+            caller TEXT,
+            allowed INTEGER,
+            detail TEXT NOT NULL,
+            model_id TEXT,
+            revision BIGINT,
+            approval_id TEXT,
+            refers_to TEXT,
+            request_id TEXT,
+            client_addr TEXT,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            PRIMARY KEY (org_id, seq)
+        )",
+        "CREATE INDEX audit_by_id ON audit_records (org_id, id)",
+        "CREATE INDEX audit_by_time ON audit_records (org_id, time_ms)",
+        "CREATE INDEX audit_by_user ON audit_records (org_id, user_id)",
+        "CREATE INDEX audit_by_agent ON audit_records (org_id, agent_id)",
+        "CREATE INDEX audit_by_resource ON audit_records (org_id, resource)",
+        "CREATE INDEX audit_by_ref ON audit_records (org_id, refers_to)",
+        "CREATE TABLE audit_heads (
+            org_id TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            hash TEXT NOT NULL
+        )",
+        "CREATE TABLE audit_checkpoints (
+            org_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            time_ms BIGINT NOT NULL,
+            jws TEXT NOT NULL,
+            PRIMARY KEY (org_id, seq, kind)
+        )",
+        "CREATE TABLE audit_sinks (
+            org_id TEXT PRIMARY KEY,
+            delivered_seq BIGINT NOT NULL,
+            lease_owner TEXT,
+            lease_until BIGINT NOT NULL
+        )",
+    ],
 ];
 
 pub(crate) async fn run(db: &Db) -> Result<()> {

@@ -1,0 +1,523 @@
+//! The audit log's tables: records (one chain per organization), the chain heads,
+//! signed checkpoints, and the delivery cursors of webhook sinks.
+//!
+//! [`Db::audit_append`] seals and stores a batch of records in one transaction (one
+//! fsync for all of them): it locks each organization's head row, chains the records
+//! after it, inserts them with multi-row statements and moves the head. Nodes sharing
+//! a PostgreSQL database queue on the head rows, so each chain stays linear.
+
+use serde::Deserialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use warden_audit::{AuditRecord, Checkpoint, GENESIS};
+
+use crate::{Db, Result, StorageError};
+
+/// Columns of `audit_records`, in insert order.
+const COLUMNS: &str = "org_id, seq, id, time_ms, kind, action, resource, subject, user_id, \
+    agent_id, actors, jti, client_id, caller, allowed, detail, model_id, revision, \
+    approval_id, refers_to, request_id, client_addr, prev_hash, hash";
+const NCOLS: usize = 24;
+/// Rows per insert statement (within both databases' bound-parameter limits).
+const ROWS_PER_INSERT: usize = 400;
+
+/// Which records a query returns; every field is optional and they combine with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilter {
+    /// From this time on (milliseconds since the epoch, inclusive).
+    pub from_ms: Option<i64>,
+    /// Before this time (exclusive).
+    pub to_ms: Option<i64>,
+    /// The initiating user (`user:anne` or `anne`).
+    pub user: Option<String>,
+    /// The acting agent (`agent:bot` or `bot`).
+    pub agent: Option<String>,
+    /// An agent anywhere in the delegation chain: the acting agent or a further actor.
+    pub actor: Option<String>,
+    pub resource: Option<String>,
+    pub action: Option<String>,
+    /// `decision`, `change` or `outcome`.
+    pub kind: Option<String>,
+    /// `allow` or `deny` (decisions only).
+    pub decision: Option<String>,
+    /// Free text in the reasons / details (case-insensitive).
+    pub text: Option<String>,
+    /// Outcome reports of this decision id.
+    pub refers_to: Option<String>,
+    /// A record id (a decision id).
+    pub id: Option<String>,
+}
+
+/// `LIKE` pattern matching `s` anywhere, with `\` escaping the wildcards.
+fn contains_pattern(s: &str) -> String {
+    let mut p = String::with_capacity(s.len() + 2);
+    p.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+fn typed(prefix: &str, v: &str) -> String {
+    if v.contains(':') {
+        v.to_string()
+    } else {
+        format!("{prefix}:{v}")
+    }
+}
+
+fn record_from(row: &AnyRow) -> Result<AuditRecord> {
+    let text = |c: &str| -> Result<Option<String>> { Ok(row.try_get::<Option<String>, _>(c)?) };
+    let json = |c: &str| -> Result<serde_json::Value> {
+        // A value that no longer parses was tampered with: keep it as text so that
+        // verification reports the record, instead of failing to read it.
+        Ok(match text(c)? {
+            None => serde_json::Value::Null,
+            Some(s) => serde_json::from_str(&s).unwrap_or(serde_json::Value::String(s)),
+        })
+    };
+    let actors = match json("actors")? {
+        serde_json::Value::Array(a) => a
+            .into_iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect(),
+        serde_json::Value::Null => Vec::new(),
+        other => vec![other.to_string()],
+    };
+    Ok(AuditRecord {
+        org: row.try_get("org_id")?,
+        seq: row.try_get::<i64, _>("seq")?.max(0) as u64,
+        id: row.try_get("id")?,
+        time_ms: row.try_get("time_ms")?,
+        kind: row.try_get("kind")?,
+        action: row.try_get("action")?,
+        resource: text("resource")?,
+        subject: text("subject")?,
+        user: text("user_id")?,
+        agent: text("agent_id")?,
+        actors,
+        jti: text("jti")?,
+        client_id: text("client_id")?,
+        caller: text("caller")?,
+        allowed: row.try_get::<Option<i64>, _>("allowed")?.map(|v| v != 0),
+        detail: json("detail")?,
+        model_id: text("model_id")?,
+        revision: row.try_get("revision")?,
+        approval_id: text("approval_id")?,
+        refers_to: text("refers_to")?,
+        request_id: text("request_id")?,
+        client_addr: text("client_addr")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+fn checkpoint_from(row: &AnyRow) -> Result<Checkpoint> {
+    Ok(Checkpoint {
+        org: row.try_get("org_id")?,
+        seq: row.try_get::<i64, _>("seq")?.max(0) as u64,
+        hash: row.try_get("hash")?,
+        time_ms: row.try_get("time_ms")?,
+        kind: row.try_get("kind")?,
+        jws: row.try_get("jws")?,
+    })
+}
+
+impl Db {
+    /// Seals `batch` into the organizations' chains and stores it, all in one
+    /// transaction: either every record is durable when this returns `Ok`, or none.
+    /// On return each record carries its `seq`, `prev_hash` and `hash`.
+    pub async fn audit_append(&self, batch: &mut [AuditRecord]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut orgs: Vec<String> = batch.iter().map(|r| r.org.clone()).collect();
+        orgs.sort();
+        orgs.dedup();
+        let mut tx = self.begin_write().await?;
+        // Lock every head (in a fixed order, so two nodes never wait on each other).
+        let mut heads: std::collections::HashMap<String, (u64, String)> = Default::default();
+        for org in &orgs {
+            let row = sqlx::query(
+                "UPDATE audit_heads SET seq = seq WHERE org_id = $1 RETURNING seq, hash",
+            )
+            .bind(org)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let head = match row {
+                Some(r) => (r.try_get::<i64, _>("seq")? as u64, r.try_get("hash")?),
+                None => {
+                    sqlx::query("INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2)")
+                        .bind(org)
+                        .bind(GENESIS)
+                        .execute(&mut *tx)
+                        .await?;
+                    (0, GENESIS.to_string())
+                }
+            };
+            heads.insert(org.clone(), head);
+        }
+        for r in batch.iter_mut() {
+            let Some(head) = heads.get_mut(&r.org) else {
+                continue;
+            };
+            r.seal((head.0 > 0).then_some((head.0, head.1.as_str())));
+            *head = (r.seq, r.hash.clone());
+        }
+        for chunk in batch.chunks(ROWS_PER_INSERT) {
+            let mut sql = format!("INSERT INTO audit_records ({COLUMNS}) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push('(');
+                for c in 0..NCOLS {
+                    if c > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("${}", i * NCOLS + c + 1));
+                }
+                sql.push(')');
+            }
+            // Only placeholders are spliced in; every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                let actors = (!r.actors.is_empty())
+                    .then(|| serde_json::to_string(&r.actors).unwrap_or_default());
+                q = q
+                    .bind(r.org.clone())
+                    .bind(r.seq as i64)
+                    .bind(r.id.clone())
+                    .bind(r.time_ms)
+                    .bind(r.kind.clone())
+                    .bind(r.action.clone())
+                    .bind(r.resource.clone())
+                    .bind(r.subject.clone())
+                    .bind(r.user.clone())
+                    .bind(r.agent.clone())
+                    .bind(actors)
+                    .bind(r.jti.clone())
+                    .bind(r.client_id.clone())
+                    .bind(r.caller.clone())
+                    .bind(r.allowed.map(i64::from))
+                    .bind(r.detail.to_string())
+                    .bind(r.model_id.clone())
+                    .bind(r.revision)
+                    .bind(r.approval_id.clone())
+                    .bind(r.refers_to.clone())
+                    .bind(r.request_id.clone())
+                    .bind(r.client_addr.clone())
+                    .bind(r.prev_hash.clone())
+                    .bind(r.hash.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for org in &orgs {
+            let (seq, hash) = &heads[org];
+            sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE org_id = $3")
+                .bind(*seq as i64)
+                .bind(hash.clone())
+                .bind(org)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records matching `filter`, in chain order, after the cursor `after_seq`
+    /// (newest first with `descending`, before the cursor).
+    pub async fn audit_query(
+        &self,
+        org: &str,
+        filter: &AuditFilter,
+        cursor: Option<u64>,
+        descending: bool,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>> {
+        let mut sql = String::from("SELECT * FROM audit_records WHERE org_id = $1");
+        let mut args: Vec<String> = vec![org.to_string()];
+        let mut int_args: Vec<(usize, i64)> = Vec::new();
+        let mut push = |sql: &mut String, clause: &str, v: String| {
+            args.push(v);
+            sql.push_str(&clause.replace("$?", &format!("${}", args.len())));
+        };
+        if let Some(v) = &filter.user {
+            push(&mut sql, " AND user_id = $?", typed("user", v));
+        }
+        if let Some(v) = &filter.agent {
+            push(&mut sql, " AND agent_id = $?", typed("agent", v));
+        }
+        if let Some(v) = &filter.actor {
+            let a = typed("agent", v);
+            push(&mut sql, " AND (agent_id = $?", a.clone());
+            push(
+                &mut sql,
+                " OR actors LIKE $? ESCAPE '\\')",
+                contains_pattern(&format!("\"{a}\"")),
+            );
+        }
+        if let Some(v) = &filter.resource {
+            push(&mut sql, " AND resource = $?", v.clone());
+        }
+        if let Some(v) = &filter.action {
+            push(&mut sql, " AND action = $?", v.clone());
+        }
+        if let Some(v) = &filter.kind {
+            push(&mut sql, " AND kind = $?", v.clone());
+        }
+        if let Some(v) = &filter.refers_to {
+            push(&mut sql, " AND refers_to = $?", v.clone());
+        }
+        if let Some(v) = &filter.id {
+            push(&mut sql, " AND id = $?", v.clone());
+        }
+        if let Some(v) = &filter.text {
+            push(
+                &mut sql,
+                " AND LOWER(detail) LIKE $? ESCAPE '\\'",
+                contains_pattern(&v.to_lowercase()),
+            );
+        }
+        match filter.decision.as_deref() {
+            None => {}
+            Some("allow") => sql.push_str(" AND allowed = 1"),
+            Some("deny") => sql.push_str(" AND allowed = 0"),
+            Some(other) => {
+                return Err(StorageError::Invalid(format!(
+                    "decision must be `allow` or `deny`, not `{other}`"
+                )));
+            }
+        }
+        let mut n = args.len();
+        let mut int = |sql: &mut String, clause: &str, v: i64| {
+            n += 1;
+            int_args.push((n, v));
+            sql.push_str(&clause.replace("$?", &format!("${n}")));
+        };
+        if let Some(v) = filter.from_ms {
+            int(&mut sql, " AND time_ms >= $?", v);
+        }
+        if let Some(v) = filter.to_ms {
+            int(&mut sql, " AND time_ms < $?", v);
+        }
+        if let Some(c) = cursor {
+            let c = i64::try_from(c).unwrap_or(i64::MAX);
+            if descending {
+                int(&mut sql, " AND seq < $?", c);
+            } else {
+                int(&mut sql, " AND seq > $?", c);
+            }
+        }
+        sql.push_str(if descending {
+            " ORDER BY seq DESC"
+        } else {
+            " ORDER BY seq"
+        });
+        int(&mut sql, " LIMIT $?", i64::from(limit));
+        // Only fixed clauses and placeholders are spliced in; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in &args {
+            q = q.bind(a.clone());
+        }
+        for (_, v) in &int_args {
+            q = q.bind(*v);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        rows.iter().map(record_from).collect()
+    }
+
+    /// The whole chain in order, a page at a time (for export and verification).
+    pub async fn audit_page(&self, org: &str, after_seq: u64, limit: u32) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_records WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(org)
+        .bind(after_seq as i64)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(record_from).collect()
+    }
+
+    /// The last record the writer chained for `org` (sequence number and hash).
+    pub async fn audit_head(&self, org: &str) -> Result<Option<(u64, String)>> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_heads WHERE org_id = $1")
+            .bind(org)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| Ok((r.try_get::<i64, _>("seq")?.max(0) as u64, r.try_get("hash")?)))
+            .transpose()
+    }
+
+    /// Every organization with records, and its head.
+    pub async fn audit_heads(&self) -> Result<Vec<(String, u64, String)>> {
+        let rows = sqlx::query("SELECT org_id, seq, hash FROM audit_heads WHERE seq > 0")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("org_id")?,
+                    r.try_get::<i64, _>("seq")?.max(0) as u64,
+                    r.try_get("hash")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Stores a signed checkpoint (a second one for the same position is ignored).
+    pub async fn audit_add_checkpoint(&self, cp: &Checkpoint) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (org_id, seq, kind, hash, time_ms, jws) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, seq, kind) DO NOTHING",
+        )
+        .bind(cp.org.clone())
+        .bind(cp.seq as i64)
+        .bind(cp.kind.clone())
+        .bind(cp.hash.clone())
+        .bind(cp.time_ms)
+        .bind(cp.jws.clone())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The organization's checkpoints, oldest first.
+    pub async fn audit_checkpoints(&self, org: &str) -> Result<Vec<Checkpoint>> {
+        let rows =
+            sqlx::query("SELECT * FROM audit_checkpoints WHERE org_id = $1 ORDER BY seq, kind")
+                .bind(org)
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter().map(checkpoint_from).collect()
+    }
+
+    /// The last record written before `before_ms` (where retention cuts).
+    pub async fn audit_cut_point(&self, org: &str, before_ms: i64) -> Result<Option<(u64, String)>> {
+        let row = sqlx::query(
+            "SELECT seq, hash FROM audit_records WHERE org_id = $1 AND time_ms < $2 \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(org)
+        .bind(before_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| Ok((r.try_get::<i64, _>("seq")?.max(0) as u64, r.try_get("hash")?)))
+            .transpose()
+    }
+
+    /// Removes the records up to the signed `cut` checkpoint and the checkpoints
+    /// before it, storing the cut, in one transaction. Returns how many records went.
+    pub async fn audit_prune(&self, cut: &Checkpoint) -> Result<u64> {
+        if cut.kind != "cut" {
+            return Err(StorageError::Invalid("retention needs a cut checkpoint".into()));
+        }
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (org_id, seq, kind, hash, time_ms, jws) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, seq, kind) DO NOTHING",
+        )
+        .bind(cut.org.clone())
+        .bind(cut.seq as i64)
+        .bind(cut.kind.clone())
+        .bind(cut.hash.clone())
+        .bind(cut.time_ms)
+        .bind(cut.jws.clone())
+        .execute(&mut *tx)
+        .await?;
+        let removed = sqlx::query("DELETE FROM audit_records WHERE org_id = $1 AND seq <= $2")
+            .bind(cut.org.clone())
+            .bind(cut.seq as i64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM audit_checkpoints WHERE org_id = $1 AND seq < $2")
+            .bind(cut.org.clone())
+            .bind(cut.seq as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// The cut the retained log starts after, if retention has removed records.
+    pub async fn audit_anchor(&self, org: &str) -> Result<Option<Checkpoint>> {
+        let row = sqlx::query(
+            "SELECT * FROM audit_checkpoints WHERE org_id = $1 AND kind = 'cut' \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(org)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(checkpoint_from).transpose()
+    }
+
+    /// Takes (or renews) the right to deliver `org`'s records to its webhook for
+    /// `ttl_ms`, if no other node holds it; returns the last delivered sequence
+    /// number. Several nodes may run delivery: one delivers at a time.
+    pub async fn audit_sink_lease(
+        &self,
+        org: &str,
+        owner: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<u64>> {
+        sqlx::query(
+            "INSERT INTO audit_sinks (org_id, delivered_seq, lease_owner, lease_until) \
+             VALUES ($1, 0, NULL, 0) ON CONFLICT (org_id) DO NOTHING",
+        )
+        .bind(org)
+        .execute(self.pool())
+        .await?;
+        let row = sqlx::query(
+            "UPDATE audit_sinks SET lease_owner = $1, lease_until = $2 \
+             WHERE org_id = $3 AND (lease_owner = $1 OR lease_owner IS NULL OR lease_until < $4) \
+             RETURNING delivered_seq",
+        )
+        .bind(owner)
+        .bind(now_ms + ttl_ms)
+        .bind(org)
+        .bind(now_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| Ok(r.try_get::<i64, _>("delivered_seq")?.max(0) as u64))
+            .transpose()
+    }
+
+    /// Records that the webhook acknowledged everything up to `seq` (only the lease
+    /// holder can; the cursor never moves back).
+    pub async fn audit_sink_advance(&self, org: &str, owner: &str, seq: u64) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE audit_sinks SET delivered_seq = $1 \
+             WHERE org_id = $2 AND lease_owner = $3 AND delivered_seq < $1",
+        )
+        .bind(seq as i64)
+        .bind(org)
+        .bind(owner)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(contains_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+        assert_eq!(typed("user", "anne"), "user:anne");
+        assert_eq!(typed("user", "user:anne"), "user:anne");
+    }
+}
