@@ -5,6 +5,7 @@
 //! [`Server::shutdown`]. The routes are in [`routes`]; the in-memory state and how it
 //! follows storage (and other nodes) in [`state`].
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 mod json;
@@ -36,6 +37,8 @@ pub struct Config {
     /// How often to look for other nodes' writes (besides notifications).
     pub poll_interval: Duration,
     pub limits: Limits,
+    /// Audit checkpoints, retention and webhook delivery intervals.
+    pub audit_tasks: audit::tasks::TaskConfig,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             poll_interval: Duration::from_millis(500),
             limits: Limits::default(),
+            audit_tasks: audit::tasks::TaskConfig::default(),
         }
     }
 }
@@ -73,6 +77,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), std::io::Error>>,
     follower: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -81,6 +86,9 @@ impl Server {
         let _ = self.shutdown.send(true);
         let res = self.task.await;
         let _ = self.follower.await;
+        for t in self.background {
+            let _ = t.await;
+        }
         self.state.db.close().await;
         match res {
             Ok(Ok(())) => Ok(()),
@@ -114,12 +122,16 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
     let app = routes::router(state.clone(), config.max_body_bytes);
     let mut serve_rx = rx.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
                 let _ = serve_rx.wait_for(|stop| *stop).await;
             })
             .await
     });
+    let background = audit::tasks::spawn(state.clone(), config.audit_tasks.clone(), rx.clone());
     let follower = tokio::spawn(state.clone().follow(config.poll_interval, rx));
     tracing::info!(%local_addr, "listening");
     Ok(Server {
@@ -129,5 +141,6 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         shutdown,
         task,
         follower,
+        background,
     })
 }

@@ -42,7 +42,39 @@ pub struct OrgSettings {
     /// Dynamic client registration (RFC 7591): off unless enabled here.
     #[serde(default)]
     pub registration: RegistrationPolicy,
+    /// The audit log: retention and the webhook records stream to.
+    #[serde(default)]
+    pub audit: AuditSettings,
 }
+
+/// The organization's audit log settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Records older than this many days are removed (behind a signed cut
+    /// checkpoint). Unset: kept forever.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    /// Where records stream to (a SIEM), in order, at least once.
+    #[serde(default)]
+    pub webhook: Option<AuditWebhook>,
+}
+
+/// A webhook receiving the audit records as `POST {"org", "records": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditWebhook {
+    /// `https://...` (or `http://` to a loopback address).
+    pub url: String,
+    /// When set, each delivery carries `X-Warden-Signature: sha256=<hex HMAC-SHA256 of
+    /// the body>`. Reading the settings shows `(set)` instead; writing `(set)` keeps
+    /// the stored secret.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// What reading the settings shows instead of the webhook secret.
+pub const SECRET_MASK: &str = "(set)";
 
 /// What a dynamically registered client becomes in this organization. A client
 /// registers at the global endpoint, then binds to the organization whose registered
@@ -121,14 +153,19 @@ pub struct OrgData {
 impl OrgData {
     /// The model named `id`, or the current one.
     pub fn model(&self, id: Option<&str>) -> ApiResult<&Arc<Model>> {
+        self.model_entry(id).map(|(_, m)| m)
+    }
+
+    /// The model named `id`, or the current one, with its id.
+    pub fn model_entry(&self, id: Option<&str>) -> ApiResult<(&str, &Arc<Model>)> {
         match id {
             Some(id) => self
                 .models
                 .iter()
                 .find(|(m, _)| m == id)
-                .map(|(_, m)| m)
+                .map(|(i, m)| (i.as_str(), m))
                 .ok_or_else(|| ApiError::not_found(format!("model `{id}` not found"))),
-            None => self.models.last().map(|(_, m)| m).ok_or_else(|| {
+            None => self.models.last().map(|(i, m)| (i.as_str(), m)).ok_or_else(|| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "no_model",
@@ -158,6 +195,8 @@ pub struct Limits {
     /// The URL clients reach this server at (for discovery documents); without it,
     /// `http://<Host header>`.
     pub public_url: Option<String>,
+    /// Whether decisions and changes are recorded (off only for benchmarks).
+    pub audit: bool,
 }
 
 impl Default for Limits {
@@ -169,6 +208,7 @@ impl Default for Limits {
             key_cache_ttl: Duration::from_secs(10),
             public_url: None,
             token_lifetime_secs: 300,
+            audit: true,
         }
     }
 }
@@ -191,6 +231,7 @@ pub struct AppState {
     pub oauth: RwLock<OAuthState>,
     pub limits: Limits,
     pub metrics: Metrics,
+    pub audit: crate::audit::Auditor,
     orgs: RwLock<HashMap<String, Arc<RwLock<OrgData>>>>,
     applied: watch::Sender<i64>,
     apply_lock: tokio::sync::Mutex<()>,
@@ -205,12 +246,14 @@ impl AppState {
         // Everything committed up to here is in the tables; later changes are
         // replayed from the feed (replaying is harmless).
         let from = db.current_revision().await?;
+        let audit = crate::audit::Auditor::start(db.clone(), limits.audit);
         let state = AppState {
             db,
             issuer,
             oauth: RwLock::new(OAuthState::default()),
             limits,
             metrics: Metrics::default(),
+            audit,
             orgs: RwLock::new(HashMap::new()),
             applied: watch::Sender::new(from),
             apply_lock: tokio::sync::Mutex::new(()),

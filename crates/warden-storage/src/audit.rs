@@ -335,6 +335,26 @@ impl Db {
         rows.iter().map(record_from).collect()
     }
 
+    /// The outcome reports of these decisions.
+    pub async fn audit_outcomes(&self, org: &str, ids: &[String]) -> Result<Vec<AuditRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT * FROM audit_records WHERE org_id = $1 AND kind = 'outcome' \
+             AND refers_to IN ({}) ORDER BY seq",
+            marks.join(",")
+        );
+        // Only placeholders are spliced in.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(org);
+        for id in ids {
+            q = q.bind(id.clone());
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        rows.iter().map(record_from).collect()
+    }
+
     /// The whole chain in order, a page at a time (for export and verification).
     pub async fn audit_page(&self, org: &str, after_seq: u64, limit: u32) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
@@ -491,6 +511,16 @@ impl Db {
         .await?;
         row.map(|r| Ok(r.try_get::<i64, _>("delivered_seq")?.max(0) as u64))
             .transpose()
+    }
+
+    /// The last sequence number the organization's webhook acknowledged (0: none).
+    pub async fn audit_sink_delivered(&self, org: &str) -> Result<u64> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT delivered_seq FROM audit_sinks WHERE org_id = $1")
+                .bind(org)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(v.unwrap_or(0).max(0) as u64)
     }
 
     /// Records that the webhook acknowledged everything up to `seq` (only the lease

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use warden_storage::Role;
 
+use crate::audit::{Meta, change_recorded};
 use crate::auth::{Caller, OrgGate};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
@@ -23,11 +24,16 @@ pub struct CreateOrg {
 pub async fn create_org(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    meta: Meta,
     Json(body): Json<CreateOrg>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_server_admin()?;
     let (org, revision) = state.db.create_org(&body.id).await?;
     state.wait_for(revision).await?;
+    let mut rec = meta.change(&org.id, &caller, "org.create");
+    rec.resource = Some(format!("org:{}", org.id));
+    rec.revision = Some(revision);
+    change_recorded(&state.audit, rec).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"id": org.id, "created_at": org.created_at, "revision": revision})),
@@ -66,6 +72,7 @@ pub async fn create_key(
     caller: Caller,
     Path(org): Path<String>,
     _gate: OrgGate,
+    meta: Meta,
     Json(body): Json<CreateKey>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
@@ -74,6 +81,10 @@ pub async fn create_key(
         .create_key(Some(&org), body.role, &body.name)
         .await?;
     tracing::info!(org, key = %key.key.id, role = body.role.as_str(), "API key created");
+    let mut rec = meta.change(&org, &caller, "key.create");
+    rec.resource = Some(format!("key:{}", key.key.id));
+    rec.detail = json!({"role": body.role.as_str(), "name": body.name});
+    change_recorded(&state.audit, rec).await?;
     Ok((StatusCode::CREATED, axum::Json(key)))
 }
 
@@ -92,11 +103,15 @@ pub async fn revoke_key(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
+    meta: Meta,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
     state.db.revoke_key(Some(&org), &id).await?;
     state.forget_keys();
     tracing::info!(org, key = %id, "API key revoked");
+    let mut rec = meta.change(&org, &caller, "key.revoke");
+    rec.resource = Some(format!("key:{id}"));
+    change_recorded(&state.audit, rec).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -105,9 +120,34 @@ pub async fn put_settings(
     caller: Caller,
     Path(org): Path<String>,
     _gate: OrgGate,
-    Json(settings): Json<OrgSettings>,
+    meta: Meta,
+    Json(mut settings): Json<OrgSettings>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
+    let previous = state.org_fresh(&org).await?.read().settings.clone();
+    if let Some(hook) = settings.audit.webhook.as_mut() {
+        let url = reqwest::Url::parse(&hook.url)
+            .map_err(|e| ApiError::bad_request(format!("audit.webhook.url: {e}")))?;
+        let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+            return Err(ApiError::bad_request(
+                "audit.webhook.url must be https:// (or http:// to a loopback address)",
+            ));
+        }
+        if hook.secret.as_deref() == Some(crate::state::SECRET_MASK) {
+            // Written back as read: keep the stored secret.
+            hook.secret = previous
+                .audit
+                .webhook
+                .as_ref()
+                .and_then(|h| h.secret.clone());
+        }
+        if hook.secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(ApiError::bad_request(
+                "audit.webhook.secret must be at least 16 characters",
+            ));
+        }
+    }
     for (id, r) in &settings.resources {
         if !(r.uri.starts_with("https://") || r.uri.starts_with("http://")) || r.uri.contains('#') {
             return Err(ApiError::bad_request(format!(
@@ -153,6 +193,20 @@ pub async fn put_settings(
     let revision = state.db.set_org_settings(&org, &text).await?;
     state.db.notify().await;
     state.wait_for(revision).await?;
+    // What changed, by section; values stay out of the record (the webhook secret).
+    let (old, new) = (json!(previous), json!(settings));
+    let changed: Vec<&String> = new
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| old.get(k.as_str()) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    let mut rec = meta.change(&org, &caller, "settings.replace");
+    rec.resource = Some(format!("org:{org}"));
+    rec.revision = Some(revision);
+    rec.detail = json!({ "changed": changed });
+    change_recorded(&state.audit, rec).await?;
     Ok(axum::Json(json!({ "revision": revision })))
 }
 
@@ -163,6 +217,11 @@ pub async fn get_settings(
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
     let data = state.org_fresh(&org).await?;
-    let settings = data.read().settings.clone();
+    let mut settings = data.read().settings.clone();
+    if let Some(h) = settings.audit.webhook.as_mut()
+        && h.secret.is_some()
+    {
+        h.secret = Some(crate::state::SECRET_MASK.to_string());
+    }
     Ok(axum::Json(settings))
 }

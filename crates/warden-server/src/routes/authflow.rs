@@ -471,6 +471,7 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// `POST /oauth2/authorize/consent`.
 pub async fn consent(
     State(state): State<Arc<AppState>>,
+    meta: crate::audit::Meta,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
     let Some(t) = f
@@ -480,7 +481,21 @@ pub async fn consent(
         return error_page("this consent form has expired or was not issued by this server");
     };
     let st = t.state.as_deref();
-    if f.get("decision").map(String::as_str) != Some("approve") {
+    let approved = f.get("decision").map(String::as_str) == Some("approve");
+    let mut rec = meta.record(
+        &t.org,
+        "change",
+        if approved { "consent.grant" } else { "consent.deny" },
+    );
+    rec.caller = Some(format!("user:{}", t.user.clone().unwrap_or_default()));
+    rec.user = t.user.as_ref().map(|u| format!("user:{u}"));
+    rec.agent = Some(format!("agent:{}", t.agent));
+    rec.resource = Some(t.resource.clone());
+    rec.detail = serde_json::json!({"scope": t.scope, "redirect_uri": t.redirect_uri});
+    if crate::audit::change_recorded(&state.audit, rec).await.is_err() {
+        return redirect(&state, &t.redirect_uri, st, &[("error", "temporarily_unavailable")]);
+    }
+    if !approved {
         return redirect(
             &state,
             &t.redirect_uri,

@@ -21,6 +21,7 @@ use warden_engine::{CheckRequest, Context, Engine, TupleKey};
 use warden_storage::{PrincipalKind, Role};
 
 use super::{Consistency, snapshot};
+use crate::audit::Meta;
 use crate::auth::{Caller, OrgGate};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
@@ -188,10 +189,12 @@ pub async fn authorize(
     caller: Caller,
     Path(org): Path<String>,
     _gate: OrgGate,
+    meta: Meta,
     Json(body): Json<AuthorizeBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
     let mut token_reason = None;
+    let mut token_ids: Option<(String, String)> = None;
     let (agent, user, actors, scopes) = match &body.token {
         Some(token) => {
             if body.agent.is_some()
@@ -256,6 +259,7 @@ pub async fn authorize(
                     (String::new(), None, Vec::new(), Some(Vec::new()))
                 }
                 Ok(claims) => {
+                    token_ids = Some((claims.jti.clone(), claims.client_id.clone()));
                     token_reason = Some((
                         true,
                         json!({"jti": claims.jti, "client_id": claims.client_id}),
@@ -308,19 +312,23 @@ pub async fn authorize(
     }
     let (data, revision) = snapshot(&state, &org, body.consistency).await?;
     let now = warden_storage::now_ms();
-    let data = data.read();
-    let (mut allowed, mut reasons) = decide(
-        &data,
-        &agent,
-        user.as_deref(),
-        &actors,
-        scopes.as_deref(),
-        &body.relation,
-        &body.object,
-        &body.context,
-        &body.contextual_tuples,
-        now,
-    )?;
+    let mut rec = meta.decision(&org, &caller, &body.relation, &body.object);
+    let (mut allowed, mut reasons) = {
+        let data = data.read();
+        rec.model_id = data.model_entry(None).ok().map(|(id, _)| id.to_string());
+        decide(
+            &data,
+            &agent,
+            user.as_deref(),
+            &actors,
+            scopes.as_deref(),
+            &body.relation,
+            &body.object,
+            &body.context,
+            &body.contextual_tuples,
+            now,
+        )?
+    };
     if let Some((ok, detail)) = token_reason {
         allowed &= ok;
         reasons.insert(
@@ -336,8 +344,20 @@ pub async fn authorize(
     state
         .metrics
         .record_decision(if allowed { "allowed" } else { "denied" });
+    rec.agent = (!agent.is_empty()).then(|| format!("agent:{agent}"));
+    rec.user = user.as_ref().map(|u| format!("user:{u}"));
+    rec.actors = actors.iter().map(|a| format!("agent:{a}")).collect();
+    if let Some((jti, client_id)) = token_ids {
+        rec.jti = Some(jti);
+        rec.client_id = Some(client_id);
+    }
+    rec.allowed = Some(allowed);
+    rec.revision = Some(revision);
+    rec.detail = json!({"reasons": reasons, "scopes": scopes});
+    let decision_id = rec.id.clone();
+    state.audit.record(rec).await?;
     Ok(axum::Json(Decision {
-        decision_id: uuid::Uuid::now_v7().to_string(),
+        decision_id,
         allowed,
         reasons,
         revision,

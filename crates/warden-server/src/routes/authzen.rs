@@ -22,7 +22,9 @@ use warden_engine::{
 };
 use warden_storage::Role;
 
+use crate::audit::Meta;
 use crate::auth::Caller;
+use warden_audit::AuditRecord;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
 use crate::state::{AppState, OrgData, OrgSettings};
@@ -130,15 +132,48 @@ fn links(settings: &OrgSettings, resource_type: &str, object: &str) -> Vec<Tuple
         .collect()
 }
 
-fn decide(data: &OrgData, ev: &Evaluation) -> Result<bool, ApiError> {
+/// Evaluates one request, filling in its audit record (`None` for a malformed request,
+/// which is not a decision).
+fn decide(data: &OrgData, ev: &Evaluation, rec: &mut Option<AuditRecord>) -> Result<bool, ApiError> {
     let (Some(subject), Some(action), Some(resource)) = (&ev.subject, &ev.action, &ev.resource)
     else {
+        *rec = None;
         return Err(ApiError::bad_request(
             "an evaluation needs subject, action and resource",
         ));
     };
-    let (model, tuples, settings) = (data.model(None)?, &data.tuples, &data.settings);
-    let obj = object(resource, "resource")?;
+    let obj = match object(resource, "resource") {
+        Ok(o) => o,
+        Err(e) => {
+            *rec = None;
+            return Err(e);
+        }
+    };
+    let Some(r) = rec.as_mut() else {
+        return Err(ApiError::bad_request("no record"));
+    };
+    r.action = action.name.clone();
+    r.resource = Some(obj.clone());
+    let res = decide_recorded(data, subject, action, resource, obj, ev, r);
+    if let Err(e) = &res {
+        r.allowed = None;
+        r.detail = json!({"error": {"code": e.code, "message": e.message}});
+    }
+    res
+}
+
+fn decide_recorded(
+    data: &OrgData,
+    subject: &Entity,
+    action: &Action,
+    resource: &Entity,
+    obj: String,
+    ev: &Evaluation,
+    rec: &mut AuditRecord,
+) -> Result<bool, ApiError> {
+    let (model_id, model) = data.model_entry(None)?;
+    rec.model_id = Some(model_id.to_string());
+    let (tuples, settings) = (&data.tuples, &data.settings);
     // An agent acting for a user (trusted enforcement point, no token): the delegated
     // decision, where the agent, the user and a scope must all allow it.
     let on_behalf_of = subject
@@ -157,7 +192,7 @@ fn decide(data: &OrgData, ev: &Evaluation) -> Result<bool, ApiError> {
             .id
             .as_deref()
             .ok_or_else(|| ApiError::bad_request("subject.id is required"))?;
-        let (allowed, _) = super::authorize::decide(
+        let (allowed, reasons) = super::authorize::decide(
             data,
             agent,
             Some(user),
@@ -169,6 +204,10 @@ fn decide(data: &OrgData, ev: &Evaluation) -> Result<bool, ApiError> {
             &links(settings, &resource.type_name, &obj),
             warden_storage::now_ms(),
         )?;
+        rec.agent = Some(format!("agent:{agent}"));
+        rec.user = Some(format!("user:{user}"));
+        rec.allowed = Some(allowed);
+        rec.detail = json!({"reasons": reasons});
         return Ok(allowed);
     }
     let req = CheckRequest {
@@ -179,7 +218,7 @@ fn decide(data: &OrgData, ev: &Evaluation) -> Result<bool, ApiError> {
         context: context_of(ev),
         explain: false,
     };
-    Ok(Engine::new(model, tuples).check(&req)?.allowed)
+    Ok(super::decisions::check_recorded(&Engine::new(model, tuples), req, rec)?.allowed)
 }
 
 fn to_decision(state: &AppState, r: Result<bool, ApiError>) -> Decision {
@@ -196,23 +235,47 @@ fn to_decision(state: &AppState, r: Result<bool, ApiError>) -> Decision {
     }
 }
 
+/// The header naming the decision id(s) of an AuthZEN answer (the body stays exactly
+/// as the specification shapes it).
+const DECISION_IDS: &str = "x-warden-decision-id";
+
 pub async fn evaluation(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
+    meta: Meta,
     Json(ev): Json<Evaluation>,
 ) -> ApiResult<impl IntoResponse> {
     let org = org_of(&caller, &headers)?;
     let data = state.org_fresh(&org).await?;
-    let data = data.read();
-    data.model(None)?;
-    let d = decide(&data, &ev);
+    let revision = state.applied();
+    let mut rec = Some(new_record(&meta, &org, &caller, revision));
+    let d = {
+        let data = data.read();
+        data.model(None)?;
+        decide(&data, &ev, &mut rec)
+    };
     if let Err(e) = &d
         && e.code == "invalid_request"
     {
         return Err(e.clone());
     }
-    Ok(axum::Json(to_decision(&state, d)))
+    let mut ids = Vec::new();
+    if let Some(rec) = rec {
+        ids.push(rec.id.clone());
+        state.audit.record(rec).await?;
+    }
+    Ok((
+        [(DECISION_IDS, ids.join(","))],
+        axum::Json(to_decision(&state, d)),
+    ))
+}
+
+fn new_record(meta: &Meta, org: &str, caller: &Caller, revision: i64) -> AuditRecord {
+    let mut r = meta.record(org, "decision", "");
+    r.caller = Some(crate::audit::caller_id(caller));
+    r.revision = Some(revision);
+    r
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -229,6 +292,7 @@ pub async fn evaluations(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
+    meta: Meta,
     Json(body): Json<Evaluations>,
 ) -> ApiResult<impl IntoResponse> {
     let org = org_of(&caller, &headers)?;
@@ -248,43 +312,55 @@ pub async fn evaluations(
         )));
     }
     let data = state.org_fresh(&org).await?;
-    let data = data.read();
-    data.model(None)?;
-    let items = match &body.evaluations {
-        None => {
-            // No list: a single evaluation, answered as one.
-            let d = decide(&data, &body.defaults);
-            return Ok(axum::Json(json!(to_decision(&state, d))));
+    let revision = state.applied();
+    let mut records = Vec::new();
+    let answer = {
+        let data = data.read();
+        data.model(None)?;
+        match &body.evaluations {
+            None => {
+                // No list: a single evaluation, answered as one.
+                let mut rec = Some(new_record(&meta, &org, &caller, revision));
+                let d = decide(&data, &body.defaults, &mut rec);
+                records.extend(rec);
+                json!(to_decision(&state, d))
+            }
+            Some(items) => {
+                if items.len() > state.limits.max_batch_checks {
+                    return Err(ApiError::bad_request(format!(
+                        "at most {} evaluations per request",
+                        state.limits.max_batch_checks
+                    )));
+                }
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    let d = &body.defaults;
+                    let merged = Evaluation {
+                        subject: item.subject.clone().or_else(|| d.subject.clone()),
+                        action: item.action.clone().or_else(|| d.action.clone()),
+                        resource: item.resource.clone().or_else(|| d.resource.clone()),
+                        context: item.context.clone().or_else(|| d.context.clone()),
+                    };
+                    let mut rec = Some(new_record(&meta, &org, &caller, revision));
+                    let decision = to_decision(&state, decide(&data, &merged, &mut rec));
+                    records.extend(rec);
+                    let stop = match semantic.as_str() {
+                        "deny_on_first_deny" => !decision.decision,
+                        "permit_on_first_permit" => decision.decision,
+                        _ => false,
+                    };
+                    out.push(decision);
+                    if stop {
+                        break;
+                    }
+                }
+                json!({ "evaluations": out })
+            }
         }
-        Some(items) => items,
     };
-    if items.len() > state.limits.max_batch_checks {
-        return Err(ApiError::bad_request(format!(
-            "at most {} evaluations per request",
-            state.limits.max_batch_checks
-        )));
-    }
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let d = &body.defaults;
-        let merged = Evaluation {
-            subject: item.subject.clone().or_else(|| d.subject.clone()),
-            action: item.action.clone().or_else(|| d.action.clone()),
-            resource: item.resource.clone().or_else(|| d.resource.clone()),
-            context: item.context.clone().or_else(|| d.context.clone()),
-        };
-        let decision = to_decision(&state, decide(&data, &merged));
-        let stop = match semantic.as_str() {
-            "deny_on_first_deny" => !decision.decision,
-            "permit_on_first_permit" => decision.decision,
-            _ => false,
-        };
-        out.push(decision);
-        if stop {
-            break;
-        }
-    }
-    Ok(axum::Json(json!({ "evaluations": out })))
+    let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+    state.audit.record_all(records).await?;
+    Ok(([(DECISION_IDS, ids.join(","))], axum::Json(answer)))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

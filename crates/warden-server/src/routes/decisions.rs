@@ -7,13 +7,15 @@ use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use warden_audit::AuditRecord;
 use warden_engine::{
-    CheckRequest, Context, Engine, ExpandRequest, ListObjectsRequest, ListUsersRequest, TupleKey,
+    CheckRequest, CheckResult, Context, Engine, EngineError, ExpandRequest, ListObjectsRequest, ListUsersRequest, TupleKey,
     UserFilter,
 };
 use warden_storage::Role;
 
 use super::{Consistency, snapshot};
+use crate::audit::{Meta, set_subject};
 use crate::auth::{Caller, OrgGate};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
@@ -38,31 +40,73 @@ pub struct CheckBody {
     explain: bool,
 }
 
+/// Runs a check for the record: an allowed answer also gets its granting path (found
+/// again with explanation on, which an allowed check finds quickly; denials, which
+/// explore everything, run once).
+pub(crate) fn check_recorded(
+    engine: &Engine,
+    mut req: CheckRequest,
+    rec: &mut AuditRecord,
+) -> Result<CheckResult, EngineError> {
+    set_subject(rec, &req.user);
+    let res = engine.check(&req).and_then(|r| {
+        if r.allowed && !req.explain {
+            req.explain = true;
+            engine.check(&req)
+        } else {
+            Ok(r)
+        }
+    });
+    match &res {
+        Ok(r) => {
+            rec.allowed = Some(r.allowed);
+            rec.detail = if r.allowed {
+                json!({"path": r.path})
+            } else {
+                json!({"reason": "no relationship grants it"})
+            };
+        }
+        Err(e) => {
+            let e: ApiError = e.clone().into();
+            rec.detail = json!({"error": {"code": e.code, "message": e.message}});
+        }
+    }
+    res
+}
+
 pub async fn check(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(org): Path<String>,
     _gate: OrgGate,
+    meta: Meta,
     Json(body): Json<CheckBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
     let (data, revision) = snapshot(&state, &org, body.consistency).await?;
-    let data = data.read();
-    let model = data.model(body.model_id.as_deref())?;
-    let req = CheckRequest {
-        user: body.user,
-        relation: body.relation,
-        object: body.object,
-        context: body.context,
-        contextual_tuples: body.contextual_tuples,
-        explain: body.explain,
+    let mut rec = meta.decision(&org, &caller, &body.relation, &body.object);
+    rec.revision = Some(revision);
+    let res = {
+        let data = data.read();
+        let (model_id, model) = data.model_entry(body.model_id.as_deref())?;
+        rec.model_id = Some(model_id.to_string());
+        let req = CheckRequest {
+            user: body.user,
+            relation: body.relation,
+            object: body.object,
+            context: body.context,
+            contextual_tuples: body.contextual_tuples,
+            explain: body.explain,
+        };
+        check_recorded(&Engine::new(model, &data.tuples), req, &mut rec)
     };
-    let res = Engine::new(model, &data.tuples).check(&req);
     state
         .metrics
         .record_outcome(&res.as_ref().map(|r| r.allowed));
+    let decision_id = rec.id.clone();
+    state.audit.record(rec).await?;
     let res = res?;
-    let mut out = json!({"allowed": res.allowed, "revision": revision});
+    let mut out = json!({"allowed": res.allowed, "revision": revision, "decision_id": decision_id});
     if body.explain {
         out["path"] = json!(res.path);
     }
@@ -97,6 +141,7 @@ pub struct BatchBody {
 struct BatchResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     correlation_id: Option<String>,
+    decision_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     allowed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,6 +153,7 @@ pub async fn batch_check(
     caller: Caller,
     Path(org): Path<String>,
     _gate: OrgGate,
+    meta: Meta,
     Json(body): Json<BatchBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Checker)?;
@@ -118,39 +164,52 @@ pub async fn batch_check(
         )));
     }
     let (data, revision) = snapshot(&state, &org, body.consistency).await?;
-    let data = data.read();
-    let model = data.model(body.model_id.as_deref())?;
-    let engine = Engine::new(model, &data.tuples);
-    let results: Vec<BatchResult> = body
-        .checks
-        .into_iter()
-        .map(|c| {
-            let req = CheckRequest {
-                user: c.user,
-                relation: c.relation,
-                object: c.object,
-                context: c.context,
-                contextual_tuples: c.contextual_tuples,
-                explain: false,
-            };
-            let res = engine.check(&req);
-            state
-                .metrics
-                .record_outcome(&res.as_ref().map(|r| r.allowed));
-            match res {
-                Ok(r) => BatchResult {
-                    correlation_id: c.correlation_id,
-                    allowed: Some(r.allowed),
-                    error: None,
-                },
-                Err(e) => BatchResult {
-                    correlation_id: c.correlation_id,
-                    allowed: None,
-                    error: Some(e.into()),
-                },
-            }
-        })
-        .collect();
+    let mut records = Vec::with_capacity(body.checks.len());
+    let results: Vec<BatchResult> = {
+        let data = data.read();
+        let (model_id, model) = data.model_entry(body.model_id.as_deref())?;
+        let engine = Engine::new(model, &data.tuples);
+        body.checks
+            .into_iter()
+            .map(|c| {
+                let mut rec = meta.decision(&org, &caller, &c.relation, &c.object);
+                rec.revision = Some(revision);
+                rec.model_id = Some(model_id.to_string());
+                let req = CheckRequest {
+                    user: c.user,
+                    relation: c.relation,
+                    object: c.object,
+                    context: c.context,
+                    contextual_tuples: c.contextual_tuples,
+                    explain: false,
+                };
+                let res = check_recorded(&engine, req, &mut rec);
+                if let Some(cid) = &c.correlation_id {
+                    rec.detail["correlation_id"] = json!(cid);
+                }
+                state
+                    .metrics
+                    .record_outcome(&res.as_ref().map(|r| r.allowed));
+                let decision_id = rec.id.clone();
+                records.push(rec);
+                match res {
+                    Ok(r) => BatchResult {
+                        correlation_id: c.correlation_id,
+                        decision_id,
+                        allowed: Some(r.allowed),
+                        error: None,
+                    },
+                    Err(e) => BatchResult {
+                        correlation_id: c.correlation_id,
+                        decision_id,
+                        allowed: None,
+                        error: Some(e.into()),
+                    },
+                }
+            })
+            .collect()
+    };
+    state.audit.record_all(records).await?;
     Ok(axum::Json(
         json!({"results": results, "revision": revision}),
     ))

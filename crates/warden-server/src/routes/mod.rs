@@ -2,6 +2,7 @@
 //! operations (`/healthz`, `/readyz`, `/metrics`) and discovery.
 
 mod admin;
+mod audit;
 mod authflow;
 mod authorize;
 mod authzen;
@@ -103,6 +104,11 @@ api! {
     post "/v1/orgs/{org}/agents/{id}/credentials" => oauth::add_credential [oauth::NewCredential], "Register a public key (JWK) or create a client secret for an agent", "admin";
     get "/v1/orgs/{org}/agents/{id}/credentials" => oauth::list_credentials [], "List an agent's credentials", "admin";
     delete "/v1/orgs/{org}/agents/{id}/credentials/{cred}" => oauth::revoke_credential [], "Revoke a credential", "admin";
+    get "/v1/orgs/{org}/audit" => audit::query [], "Query the audit log (filters, cursor pagination, outcomes joined)", "admin";
+    get "/v1/orgs/{org}/audit/export" => audit::export [], "Export the audit log as JSON Lines (verifiable offline)", "admin";
+    get "/v1/orgs/{org}/audit/verify" => audit::verify [], "Verify the audit log's hash chain and signed checkpoints", "admin";
+    post "/v1/orgs/{org}/audit/checkpoint" => audit::checkpoint [], "Sign a checkpoint of the audit chain head now", "admin";
+    post "/v1/orgs/{org}/audit/{decision_id}/outcome" => audit::outcome [audit::OutcomeBody], "Report what happened after an allowed decision", "checker";
     get "/oauth2/authorize" => authflow::authorize [], "Authorization endpoint: sign-in page (code flow, PKCE S256 required)", "none";
     post "/oauth2/authorize/signin" => authflow::signin [], "Sign-in form (then the consent page)", "none";
     post "/oauth2/authorize/consent" => authflow::consent [], "Consent form (redirects with the code)", "none";
@@ -156,19 +162,25 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
-/// Counts and times every request by its route template, and logs it.
-async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// Gives every request its id (`X-Request-Id`, echoed in the response), counts and
+/// times it by its route template, and logs it.
+async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let request_id = crate::audit::RequestId::from_header(req.headers().get("x-request-id"));
+    req.extensions_mut().insert(request_id.clone());
     let method = req.method().clone();
     // `MatchedPath` is a shared string: cloning it allocates nothing.
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
-    let res = next.run(req).await;
+    let mut res = next.run(req).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id.0) {
+        res.headers_mut().insert("x-request-id", v);
+    }
     let took = started.elapsed();
     let status = res.status().as_u16();
     state
         .metrics
         .record_request(method.as_str(), route, status, took);
-    tracing::debug!(%method, route, status, micros = took.as_micros() as u64, "request");
+    tracing::debug!(%method, route, status, request_id = %request_id.0, micros = took.as_micros() as u64, "request");
     res
 }

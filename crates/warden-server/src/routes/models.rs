@@ -51,6 +51,7 @@ pub async fn write_model(
     caller: Caller,
     Path(org): Path<String>,
     _gate: OrgGate,
+    meta: crate::audit::Meta,
     Json(body): Json<WriteModel>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Writer)?;
@@ -87,6 +88,11 @@ pub async fn write_model(
         .await?;
     state.db.notify().await;
     state.wait_for(stored.revision).await?;
+    let mut rec = meta.change(&org, &caller, "model.write");
+    rec.resource = Some(format!("model:{}", stored.id));
+    rec.model_id = Some(stored.id.clone());
+    rec.revision = Some(stored.revision);
+    crate::audit::change_recorded(&state.audit, rec).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"id": stored.id, "revision": stored.revision})),

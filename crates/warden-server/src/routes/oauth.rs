@@ -19,6 +19,7 @@ use warden_oauth::OAuthError;
 use warden_oauth::token::AccessClaims;
 use warden_storage::{PrincipalKind, Role};
 
+use crate::audit::{Meta, change_recorded};
 use crate::auth::{Caller, OrgGate};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
@@ -388,9 +389,12 @@ fn issue_bound(
 
 /// Binds the token to the client's DPoP key when it sent a proof, mints it, and with
 /// `family` also issues a refresh token of that family; then the token response.
+#[allow(clippy::too_many_arguments)]
 async fn answer(
     state: &AppState,
     headers: &HeaderMap,
+    meta: &Meta,
+    grant: &str,
     g: &Grant,
     act: Option<warden_oauth::token::Actor>,
     family: Option<&str>,
@@ -401,6 +405,31 @@ async fn answer(
         Some(f) => Some(new_refresh(state, g, f).await?),
         None => None,
     };
+    // The token leaves only once its issuance is on the record.
+    let mut rec = meta.record(&g.org, "change", "token.issue");
+    rec.caller = Some(format!("client:{}", claims.client_id));
+    rec.resource = Some(g.audience.clone());
+    rec.agent = Some(format!("agent:{}", g.agent));
+    if g.sub.starts_with("user:") {
+        rec.user = Some(g.sub.clone());
+    }
+    if let Some(a) = &act {
+        rec.actors = a.chain().iter().skip(1).map(|s| s.to_string()).collect();
+    }
+    rec.jti = Some(claims.jti.clone());
+    rec.client_id = Some(claims.client_id.clone());
+    rec.detail = json!({
+        "grant_type": grant,
+        "scope": claims.scope,
+        "expires_at": claims.exp,
+        "dpop_bound": claims.cnf.is_some(),
+        "refresh_token_family": family,
+    });
+    state
+        .audit
+        .record(rec)
+        .await
+        .map_err(|e| OAuthError::new("temporarily_unavailable", e.message))?;
     Ok(token_response(
         &token,
         &claims,
@@ -495,6 +524,7 @@ fn principals_usable(state: &AppState, g: &Grant) -> Result<(), OAuthError> {
 pub async fn token(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    meta: Meta,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, OAuthResponse> {
     let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
@@ -577,7 +607,16 @@ pub async fn token(
             };
             principals_usable(&state, &g)?;
             let family = uuid::Uuid::now_v7().simple().to_string();
-            return answer(&state, &headers, &g, None, Some(&family)).await;
+            return answer(
+                &state,
+                &headers,
+                &meta,
+                "authorization_code",
+                &g,
+                None,
+                Some(&family),
+            )
+            .await;
         }
         "refresh_token" => {
             let rt = form
@@ -639,9 +678,18 @@ pub async fn token(
                 audience: r.resource,
             };
             principals_usable(&state, &g)?;
-            return answer(&state, &headers, &g, None, Some(&r.family)).await;
+            return answer(
+                &state,
+                &headers,
+                &meta,
+                "refresh_token",
+                &g,
+                None,
+                Some(&r.family),
+            )
+            .await;
         }
-        TOKEN_EXCHANGE => return exchange(&state, &headers, &client, &form).await,
+        TOKEN_EXCHANGE => return exchange(&state, &headers, &meta, &client, &form).await,
         _ => {}
     }
     // client_credentials: the agent itself.
@@ -685,7 +733,7 @@ pub async fn token(
         audience,
     };
     principals_usable(&state, &g)?;
-    answer(&state, &headers, &g, None, None).await
+    answer(&state, &headers, &meta, "client_credentials", &g, None, None).await
 }
 
 /// RFC 8693 token exchange: the authenticated agent presents a token that speaks for a
@@ -696,6 +744,7 @@ pub async fn token(
 async fn exchange(
     state: &AppState,
     headers: &HeaderMap,
+    meta: &Meta,
     client: &ClientIdentity,
     form: &HashMap<String, String>,
 ) -> Result<Response, OAuthResponse> {
@@ -824,7 +873,7 @@ async fn exchange(
             }
         }
     }
-    answer(state, headers, &g, Some(act), None).await
+    answer(state, headers, meta, TOKEN_EXCHANGE, &g, Some(act), None).await
 }
 
 /// Verifies a Warden access token: signature, issuer, audience (when given), lifetime,
@@ -846,6 +895,7 @@ pub fn verify_token(
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    meta: Meta,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, OAuthResponse> {
     let client = authenticate(&state, &headers, &form, Purpose::Revoke).await?;
@@ -862,6 +912,11 @@ pub async fn revoke(
             .map_err(server_error)?;
         if revoked {
             tracing::info!(org = %client.org, agent = %client.agent, "refresh token family revoked");
+            let mut rec = meta.record(&client.org, "change", "token.revoke");
+            rec.caller = Some(format!("client:{}:{}", client.org, client.agent));
+            rec.agent = Some(format!("agent:{}", client.agent));
+            rec.detail = json!({"token_type": "refresh_token", "scope": "the whole family"});
+            revoke_recorded(&state, rec).await?;
         }
         return Ok(StatusCode::OK.into_response());
     }
@@ -879,8 +934,24 @@ pub async fn revoke(
         state.db.notify().await;
         let _ = state.wait_for(revision).await;
         tracing::info!(org = %claims.org, jti = %claims.jti, "token revoked");
+        let mut rec = meta.record(&claims.org, "change", "token.revoke");
+        rec.caller = Some(format!("client:{}", claims.client_id));
+        rec.jti = Some(claims.jti.clone());
+        rec.client_id = Some(claims.client_id.clone());
+        rec.revision = Some(revision);
+        rec.detail = json!({"token_type": "access_token"});
+        revoke_recorded(&state, rec).await?;
     }
     Ok(StatusCode::OK.into_response())
+}
+
+async fn revoke_recorded(
+    state: &AppState,
+    rec: warden_audit::AuditRecord,
+) -> Result<(), OAuthResponse> {
+    crate::audit::change_recorded(&state.audit, rec)
+        .await
+        .map_err(|e| OAuthError::new("temporarily_unavailable", e.message).into())
 }
 
 /// `POST /oauth2/introspect` (RFC 7662), for resource servers holding an API key of
@@ -976,6 +1047,7 @@ pub async fn add_credential(
     caller: Caller,
     Path((org, agent)): Path<(String, String)>,
     _gate: OrgGate,
+    meta: Meta,
     Json(body): Json<NewCredential>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
@@ -1032,6 +1104,11 @@ pub async fn add_credential(
     };
     let mut out = serde_json::to_value(&cred).map_err(ApiError::internal)?;
     out["client_id"] = json!(format!("{org}:{agent}"));
+    let mut rec = meta.change(&org, &caller, "credential.add");
+    rec.resource = Some(format!("credential:{id}"));
+    rec.agent = Some(format!("agent:{agent}"));
+    rec.detail = json!({"credential": out});
+    change_recorded(&state.audit, rec).await?;
     if let Some(s) = secret {
         out["secret"] = json!(s);
         out["weaker"] = json!(true);
@@ -1055,10 +1132,15 @@ pub async fn revoke_credential(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((org, agent, id)): Path<(String, String, String)>,
+    meta: Meta,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
     state.org_fresh(&org).await?;
     state.db.revoke_credential(&org, &agent, &id).await?;
+    let mut rec = meta.change(&org, &caller, "credential.revoke");
+    rec.resource = Some(format!("credential:{id}"));
+    rec.agent = Some(format!("agent:{agent}"));
+    change_recorded(&state.audit, rec).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1068,6 +1150,7 @@ pub async fn revoke_credential(
 pub async fn rotate_keys(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    meta: Meta,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_server_admin()?;
     let k = warden_oauth::keys::SigningKey::generate().map_err(ApiError::internal)?;
@@ -1085,6 +1168,10 @@ pub async fn rotate_keys(
     state.wait_for(revision).await?;
     let current = state.oauth.read().current.as_ref().map(|c| c.kid.clone());
     tracing::info!(next = %k.kid, "signing keys rotated");
+    let mut rec = meta.change(crate::audit::SYSTEM_ORG, &caller, "signing_keys.rotate");
+    rec.revision = Some(revision);
+    rec.detail = json!({"current": current, "next": k.kid});
+    change_recorded(&state.audit, rec).await?;
     Ok(axum::Json(
         json!({"current": current, "next": k.kid, "revision": revision}),
     ))

@@ -114,6 +114,7 @@ pub async fn put(
     caller: Caller,
     Path((org, plural, id)): Path<(String, String, String)>,
     _gate: OrgGate,
+    meta: crate::audit::Meta,
     Json(body): Json<PutPrincipal>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
@@ -185,6 +186,11 @@ pub async fn put(
     state.wait_for(revision).await?;
     let mut out = serde_json::to_value(&stored).map_err(ApiError::internal)?;
     out["revision"] = json!(revision);
+    let mut rec = meta.change(&org, &caller, "principal.put");
+    rec.resource = Some(stored.subject());
+    rec.revision = Some(revision);
+    rec.detail = json!({"principal": out, "password_set": hash.is_some()});
+    crate::audit::change_recorded(&state.audit, rec).await?;
     Ok(axum::Json(out))
 }
 
@@ -193,6 +199,7 @@ pub async fn set_status(
     caller: Caller,
     Path((org, plural, id)): Path<(String, String, String)>,
     _gate: OrgGate,
+    meta: crate::audit::Meta,
     Json(body): Json<PutStatus>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
@@ -207,6 +214,11 @@ pub async fn set_status(
     tracing::info!(org, principal = %stored.subject(), status = stored.status.as_str(), "status changed");
     let mut out = serde_json::to_value(&stored).map_err(ApiError::internal)?;
     out["revision"] = json!(revision);
+    let mut rec = meta.change(&org, &caller, "principal.status");
+    rec.resource = Some(stored.subject());
+    rec.revision = Some(revision);
+    rec.detail = json!({"status": stored.status.as_str()});
+    crate::audit::change_recorded(&state.audit, rec).await?;
     Ok(axum::Json(out))
 }
 

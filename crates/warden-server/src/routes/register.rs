@@ -44,6 +44,7 @@ fn error(code: &str, description: &str) -> Response {
 /// `POST /oauth2/register`.
 pub async fn register(
     State(state): State<Arc<AppState>>,
+    meta: crate::audit::Meta,
     Json(m): Json<ClientMetadata>,
 ) -> Response {
     let enabled = state.org_ids().iter().any(|o| {
@@ -113,6 +114,16 @@ pub async fn register(
         return error("server_error", "internal error");
     }
     tracing::info!(client = %client_id, "client registered");
+    let mut rec = meta.record(crate::audit::SYSTEM_ORG, "change", "client.register");
+    rec.resource = Some(format!("client:{client_id}"));
+    rec.detail = json!({"redirect_uris": stored["redirect_uris"], "client_name": stored["client_name"]});
+    if let Err(e) = crate::audit::change_recorded(&state.audit, rec).await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"error": "temporarily_unavailable", "error_description": e.message})),
+        )
+            .into_response();
+    }
     (
         StatusCode::CREATED,
         axum::Json(json!({
@@ -195,6 +206,15 @@ pub async fn resolve_dynamic(
         state.db.notify().await;
         state.wait_for(revision).await.map_err(|e| e.message)?;
         tracing::info!(client = %client_id, org, "registered client bound");
+        let mut rec = crate::audit::Meta::default().record(&org, "change", "client.bind");
+        rec.caller = Some(format!("client:{client_id}"));
+        rec.resource = Some(format!("agent:{client_id}"));
+        rec.agent = Some(format!("agent:{client_id}"));
+        rec.revision = Some(revision);
+        rec.detail = json!({"resource": resource, "owner": policy.owner, "allowed_scopes": policy.allowed_scopes});
+        crate::audit::change_recorded(&state.audit, rec)
+            .await
+            .map_err(|e| e.message)?;
         return Ok((org, client_id.to_string()));
     }
     // Bound concurrently by another request: use that binding.

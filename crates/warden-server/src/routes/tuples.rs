@@ -84,10 +84,16 @@ pub async fn write(
     caller: Caller,
     Path(org): Path<String>,
     _gate: OrgGate,
+    meta: crate::audit::Meta,
     Json(body): Json<WriteBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Writer)?;
+    let detail = json!({"writes": body.writes, "deletes": body.deletes});
     let revision = apply(&state, &org, body.writes, body.deletes).await?;
+    let mut rec = meta.change(&org, &caller, "tuples.write");
+    rec.revision = Some(revision);
+    rec.detail = detail;
+    crate::audit::change_recorded(&state.audit, rec).await?;
     Ok(axum::Json(json!({ "revision": revision })))
 }
 
@@ -96,10 +102,16 @@ pub async fn delete(
     caller: Caller,
     Path(org): Path<String>,
     _gate: OrgGate,
+    meta: crate::audit::Meta,
     Json(body): Json<DeleteBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Writer)?;
+    let detail = json!({"deletes": body.tuples});
     let revision = apply(&state, &org, Vec::new(), body.tuples).await?;
+    let mut rec = meta.change(&org, &caller, "tuples.delete");
+    rec.revision = Some(revision);
+    rec.detail = detail;
+    crate::audit::change_recorded(&state.audit, rec).await?;
     Ok(axum::Json(json!({ "revision": revision })))
 }
 

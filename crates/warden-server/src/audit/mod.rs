@@ -1,0 +1,233 @@
+//! The audit log, server side: the writer that makes records durable before answers
+//! leave, the request facts every record carries, and the background work
+//! ([`tasks`]: signed checkpoints, retention, webhook delivery).
+//!
+//! Group commit: handlers hand records to one writer task and wait. The writer takes
+//! whatever has queued while the previous transaction was committing and writes it all
+//! in one transaction, so many decisions share one fsync. A handler returns only once
+//! its records are committed; if the audit store cannot write, it answers
+//! `503 audit_unavailable` instead of a decision (fail closed).
+
+pub mod tasks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use tokio::sync::{Notify, mpsc, oneshot};
+use warden_audit::AuditRecord;
+use warden_storage::Db;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+
+/// Most records one transaction writes.
+const MAX_BATCH: usize = 4096;
+/// Most record batches waiting for the writer (then handlers wait to enqueue).
+const QUEUE: usize = 16_384;
+
+/// The organization of server-wide records (signing keys, client registration). Not
+/// a valid organization id, so it can never collide with one.
+pub const SYSTEM_ORG: &str = "_system";
+
+struct Job {
+    records: Vec<AuditRecord>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The handle handlers record through.
+pub struct Auditor {
+    /// `None` when auditing is switched off (benchmarks only).
+    tx: Option<mpsc::Sender<Job>>,
+    /// Wakes webhook delivery after each commit.
+    pub appended: Arc<Notify>,
+}
+
+impl Auditor {
+    /// Starts the writer on `db` (or a disabled auditor that records nothing).
+    pub fn start(db: Db, enabled: bool) -> Auditor {
+        let appended = Arc::new(Notify::new());
+        if !enabled {
+            tracing::warn!("AUDIT IS OFF: decisions and changes are not recorded");
+            return Auditor { tx: None, appended };
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(writer(db, rx, appended.clone()));
+        Auditor {
+            tx: Some(tx),
+            appended,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Makes `records` durable; returns when they are committed.
+    pub async fn record_all(&self, records: Vec<AuditRecord>) -> ApiResult<()> {
+        let Some(tx) = &self.tx else {
+            return Ok(());
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        let (done, wait) = oneshot::channel();
+        tx.send(Job { records, done })
+            .await
+            .map_err(|_| unavailable("the audit writer has stopped"))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "audit records could not be written");
+                Err(unavailable("the audit log cannot be written"))
+            }
+            Err(_) => Err(unavailable("the audit writer has stopped")),
+        }
+    }
+
+    pub async fn record(&self, record: AuditRecord) -> ApiResult<()> {
+        self.record_all(vec![record]).await
+    }
+}
+
+/// The answer when a record cannot be made durable: no decision without a record.
+pub fn unavailable(message: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        format!("{message}; no decision is given without its audit record"),
+    )
+}
+
+async fn writer(db: Db, mut rx: mpsc::Receiver<Job>, appended: Arc<Notify>) {
+    while let Some(first) = rx.recv().await {
+        let mut count = first.records.len();
+        let mut jobs = vec![first];
+        while count < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => {
+                    count += j.records.len();
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut batch: Vec<AuditRecord> = Vec::with_capacity(count);
+        for j in &mut jobs {
+            batch.append(&mut j.records);
+        }
+        let res = db.audit_append(&mut batch).await.map_err(|e| e.to_string());
+        if res.is_ok() {
+            appended.notify_waiters();
+        }
+        for j in jobs {
+            let _ = j.done.send(res.clone());
+        }
+    }
+}
+
+/// The request id every response carries (`X-Request-Id`), set by the observing
+/// middleware: the client's, when it sent a sane one, or a fresh UUIDv7.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+impl RequestId {
+    /// The client's id if it is 1-128 visible ASCII characters, else a new one.
+    pub fn from_header(v: Option<&axum::http::HeaderValue>) -> RequestId {
+        let given = v
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()));
+        RequestId(match given {
+            Some(s) => Arc::from(s),
+            None => Arc::from(uuid::Uuid::now_v7().to_string()),
+        })
+    }
+}
+
+/// What every record of a request carries: its id and the client's address.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub request_id: Option<String>,
+    pub client_addr: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Meta {
+            request_id: parts.extensions.get::<RequestId>().map(|r| r.0.to_string()),
+            client_addr: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        })
+    }
+}
+
+impl Meta {
+    /// A new record of this request: fresh id, now, request id and client address.
+    pub fn record(&self, org: &str, kind: &str, action: &str) -> AuditRecord {
+        AuditRecord {
+            org: org.to_string(),
+            id: uuid::Uuid::now_v7().to_string(),
+            time_ms: warden_storage::now_ms(),
+            kind: kind.to_string(),
+            action: action.to_string(),
+            request_id: self.request_id.clone(),
+            client_addr: self.client_addr.clone(),
+            detail: serde_json::Value::Null,
+            ..Default::default()
+        }
+    }
+
+    /// A decision record by an API key caller.
+    pub fn decision(&self, org: &str, caller: &Caller, action: &str, resource: &str) -> AuditRecord {
+        let mut r = self.record(org, "decision", action);
+        r.caller = Some(caller_id(caller));
+        r.resource = Some(resource.to_string());
+        r
+    }
+
+    /// A change record by an API key caller.
+    pub fn change(&self, org: &str, caller: &Caller, action: &str) -> AuditRecord {
+        let mut r = self.record(org, "change", action);
+        r.caller = Some(caller_id(caller));
+        r
+    }
+}
+
+/// How a record names an API key caller.
+pub fn caller_id(caller: &Caller) -> String {
+    format!("key:{}", caller.0.id)
+}
+
+/// Sets `user` or `agent` from a check's subject (`user:anne`, `agent:bot`).
+pub fn set_subject(r: &mut AuditRecord, subject: &str) {
+    r.subject = Some(subject.to_string());
+    if subject.starts_with("user:") && !subject.contains('#') {
+        r.user = Some(subject.to_string());
+    } else if subject.starts_with("agent:") && !subject.contains('#') {
+        r.agent = Some(subject.to_string());
+    }
+}
+
+/// Records a committed change; when that fails, says the change happened but is not on
+/// the record (the changes feed still holds it by revision).
+pub async fn change_recorded(auditor: &Auditor, record: AuditRecord) -> ApiResult<()> {
+    let revision = record.revision;
+    auditor.record(record).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            match revision {
+                Some(r) => format!(
+                    "the change was committed (revision {r}) but its audit record could not be written"
+                ),
+                None => "the change was made but its audit record could not be written".into(),
+            },
+        )
+    })
+}

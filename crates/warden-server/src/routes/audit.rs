@@ -1,0 +1,389 @@
+//! The audit log API: query (filters, cursor pagination, outcomes joined), the JSON
+//! Lines export, verification on the server, a checkpoint on demand, and outcome
+//! reports from enforcement points.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warden_audit::export::{ExportHeader, ExportLine, FORMAT, Report, prepare};
+use warden_storage::{AuditFilter, Role};
+
+use crate::audit::Meta;
+use crate::auth::{Caller, OrgGate};
+use crate::error::{ApiError, ApiResult};
+use crate::json::Json;
+use crate::state::AppState;
+
+/// Records per page when exporting or verifying.
+const PAGE: u32 = 5000;
+
+/// Query parameters of `GET /v1/orgs/{org}/audit`.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// From this time (RFC 3339, or milliseconds since the epoch), inclusive.
+    from: Option<String>,
+    /// Until this time, exclusive.
+    to: Option<String>,
+    user: Option<String>,
+    agent: Option<String>,
+    /// An agent anywhere in the delegation chain.
+    actor: Option<String>,
+    resource: Option<String>,
+    action: Option<String>,
+    /// `decision`, `change` or `outcome`.
+    kind: Option<String>,
+    /// `allow` or `deny`.
+    decision: Option<String>,
+    /// Free text in the reasons and details.
+    q: Option<String>,
+    /// A record (decision) id.
+    id: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<u64>,
+    /// Records per page (1-1000, default 100).
+    limit: Option<u32>,
+    /// `asc` (oldest first, the default) or `desc`.
+    order: Option<String>,
+}
+
+/// Milliseconds since the epoch from RFC 3339 or a number.
+fn parse_time(what: &str, v: &str) -> ApiResult<i64> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "`{what}` must be RFC 3339 (2026-11-25T10:00:00Z) or milliseconds since the epoch"
+            ))
+        })
+}
+
+pub async fn query(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    _gate: OrgGate,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Admin)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("`limit` is 1 to 1000"));
+    }
+    let descending = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => return Err(ApiError::bad_request(format!("`order` is asc or desc, not `{o}`"))),
+    };
+    if let Some(k) = &q.kind
+        && !matches!(k.as_str(), "decision" | "change" | "outcome")
+    {
+        return Err(ApiError::bad_request(
+            "`kind` is decision, change or outcome",
+        ));
+    }
+    let filter = AuditFilter {
+        from_ms: q.from.as_deref().map(|v| parse_time("from", v)).transpose()?,
+        to_ms: q.to.as_deref().map(|v| parse_time("to", v)).transpose()?,
+        user: q.user,
+        agent: q.agent,
+        actor: q.actor,
+        resource: q.resource,
+        action: q.action,
+        kind: q.kind,
+        decision: q.decision,
+        text: q.q,
+        refers_to: None,
+        id: q.id,
+    };
+    let records = state
+        .db
+        .audit_query(&org, &filter, q.cursor, descending, limit)
+        .await?;
+    let ids: Vec<String> = records
+        .iter()
+        .filter(|r| r.kind == "decision")
+        .map(|r| r.id.clone())
+        .collect();
+    let outcomes = state.db.audit_outcomes(&org, &ids).await?;
+    let next_cursor = (records.len() == limit as usize).then(|| records.last().map(|r| r.seq));
+    let out: Vec<Value> = records
+        .into_iter()
+        .map(|r| {
+            let id = r.id.clone();
+            let mut v = json!(r);
+            let joined: Vec<Value> = outcomes
+                .iter()
+                .filter(|o| o.refers_to.as_deref() == Some(id.as_str()))
+                .map(|o| {
+                    json!({"id": o.id, "result": o.action, "time_ms": o.time_ms,
+                           "detail": o.detail["detail"]})
+                })
+                .collect();
+            if let Some(first) = joined.into_iter().next() {
+                v["outcome"] = first;
+            }
+            v
+        })
+        .collect();
+    Ok(axum::Json(
+        json!({"records": out, "next_cursor": next_cursor.flatten()}),
+    ))
+}
+
+/// The public keys checkpoints verify against: every published signing key.
+fn public_keys(state: &AppState) -> Vec<Value> {
+    state
+        .oauth
+        .read()
+        .published
+        .iter()
+        .map(|k| k.public_jwk())
+        .collect()
+}
+
+fn line(l: &ExportLine) -> Bytes {
+    let mut v = serde_json::to_vec(l).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// `GET /v1/orgs/{org}/audit/export`: the retained log as JSON Lines, up to the chain
+/// head as it was when the export started.
+pub async fn export(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    _gate: OrgGate,
+) -> ApiResult<Response> {
+    caller.require(&org, Role::Admin)?;
+    let head = state.db.audit_head(&org).await?;
+    let head_seq = head.as_ref().map_or(0, |(s, _)| *s);
+    let header = ExportHeader {
+        format: FORMAT.into(),
+        org: org.clone(),
+        exported_at_ms: warden_storage::now_ms(),
+        anchor: state.db.audit_anchor(&org).await?,
+        keys: public_keys(&state),
+    };
+    let mut first = Vec::new();
+    first.extend_from_slice(&line(&ExportLine::Header(header)));
+    for cp in state.db.audit_checkpoints(&org).await? {
+        if cp.seq <= head_seq {
+            first.extend_from_slice(&line(&ExportLine::Checkpoint(cp)));
+        }
+    }
+    // Then pages of records, then the head.
+    enum Phase {
+        Records(u64),
+        Head,
+        Done,
+    }
+    let start = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(first)) });
+    let db = state.db.clone();
+    let rest = futures_util::stream::unfold(Phase::Records(0), move |phase| {
+        let (db, org, head) = (db.clone(), org.clone(), head.clone());
+        async move {
+            match phase {
+                Phase::Records(after) if after < head_seq => {
+                    let page = match db.audit_page(&org, after, PAGE).await {
+                        Ok(p) => p,
+                        Err(e) => return Some((Err(std::io::Error::other(e.to_string())), Phase::Done)),
+                    };
+                    let mut buf = Vec::new();
+                    let mut last = after;
+                    for r in page.into_iter().take_while(|r| r.seq <= head_seq) {
+                        last = r.seq;
+                        buf.extend_from_slice(&line(&ExportLine::Record(Box::new(r))));
+                    }
+                    let next = if last == after { Phase::Head } else { Phase::Records(last) };
+                    Some((Ok(Bytes::from(buf)), next))
+                }
+                Phase::Records(_) | Phase::Head => {
+                    let l = match head {
+                        Some((seq, hash)) => line(&ExportLine::Head { seq, hash }),
+                        None => Bytes::new(),
+                    };
+                    Some((Ok(l), Phase::Done))
+                }
+                Phase::Done => None,
+            }
+        }
+    });
+    use futures_util::StreamExt;
+    let body = Body::from_stream(start.chain(rest));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `GET /v1/orgs/{org}/audit/verify`: the server walks its own log.
+pub async fn verify(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    _gate: OrgGate,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Admin)?;
+    let head = state.db.audit_head(&org).await?;
+    let head_seq = head.as_ref().map_or(0, |(s, _)| *s);
+    let anchor = state.db.audit_anchor(&org).await?;
+    let checkpoints: Vec<_> = state
+        .db
+        .audit_checkpoints(&org)
+        .await?
+        .into_iter()
+        .filter(|c| c.seq <= head_seq)
+        .collect();
+    let mut report = Report {
+        org: org.clone(),
+        records: 0,
+        first_seq: None,
+        last_seq: None,
+        checkpoints: checkpoints.len() as u64,
+        keys: "server",
+        problem: None,
+    };
+    let mut v = match prepare(&org, anchor.as_ref(), &checkpoints, &public_keys(&state)) {
+        Ok(v) => v,
+        Err(t) => {
+            report.problem = Some(t);
+            return Ok(axum::Json(json!({"ok": false, "report": report})));
+        }
+    };
+    let mut after = 0;
+    let mut problem = None;
+    loop {
+        let page = state.db.audit_page(&org, after, PAGE).await?;
+        let page: Vec<_> = page.into_iter().take_while(|r| r.seq <= head_seq).collect();
+        let Some(last) = page.last().map(|r| r.seq) else {
+            break;
+        };
+        if let Err(t) = v.run(&page) {
+            problem = Some(t);
+            break;
+        }
+        after = last;
+    }
+    if problem.is_none()
+        && let Err(t) = v.finish(head.as_ref().map(|(s, h)| (*s, h.as_str())))
+    {
+        problem = Some(t);
+    }
+    let (count, first) = v.counted();
+    report.records = count;
+    report.first_seq = first;
+    report.last_seq = v.last().map(|(s, _)| s);
+    report.problem = problem;
+    Ok(axum::Json(json!({"ok": report.ok(), "report": report})))
+}
+
+/// `POST /v1/orgs/{org}/audit/checkpoint`: signs a checkpoint of the chain head now.
+pub async fn checkpoint(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    _gate: OrgGate,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Admin)?;
+    let Some((seq, hash)) = state.db.audit_head(&org).await? else {
+        return Err(ApiError::not_found("the organization has no audit records yet"));
+    };
+    let cp = crate::audit::tasks::sign_checkpoint(&state, &org, seq, &hash, "periodic")
+        .map_err(ApiError::internal)?;
+    state.db.audit_add_checkpoint(&cp).await?;
+    Ok(axum::Json(cp))
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeBody {
+    /// `success` or `failure`.
+    result: String,
+    /// What happened (free JSON, at most 8 KiB).
+    #[serde(default)]
+    detail: Option<Value>,
+}
+
+/// `POST /v1/orgs/{org}/audit/{decision_id}/outcome`: what the enforcement point did
+/// after an allowed decision, joined to it. One report per decision.
+pub async fn outcome(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((org, decision_id)): Path<(String, String)>,
+    _gate: OrgGate,
+    meta: Meta,
+    Json(body): Json<OutcomeBody>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&org, Role::Checker)?;
+    if !matches!(body.result.as_str(), "success" | "failure") {
+        return Err(ApiError::bad_request("`result` is success or failure"));
+    }
+    if body
+        .detail
+        .as_ref()
+        .is_some_and(|d| d.to_string().len() > 8192)
+    {
+        return Err(ApiError::bad_request("`detail` is at most 8 KiB"));
+    }
+    let find = |kind: &str, refers: bool| AuditFilter {
+        kind: Some(kind.into()),
+        id: (!refers).then(|| decision_id.clone()),
+        refers_to: refers.then(|| decision_id.clone()),
+        ..Default::default()
+    };
+    let decision = state
+        .db
+        .audit_query(&org, &find("decision", false), None, false, 1)
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("decision `{decision_id}` not found")))?;
+    if decision.allowed != Some(true) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_allowed",
+            "outcomes are reported for allowed decisions; this one was not allowed",
+        ));
+    }
+    if !state
+        .db
+        .audit_query(&org, &find("outcome", true), None, false, 1)
+        .await?
+        .is_empty()
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "an outcome was already reported for this decision",
+        ));
+    }
+    let mut rec = meta.record(&org, "outcome", &body.result);
+    rec.caller = Some(crate::audit::caller_id(&caller));
+    rec.refers_to = Some(decision_id);
+    rec.resource = decision.resource;
+    rec.subject = decision.subject;
+    rec.user = decision.user;
+    rec.agent = decision.agent;
+    rec.actors = decision.actors;
+    rec.jti = decision.jti;
+    rec.client_id = decision.client_id;
+    rec.detail = json!({"detail": body.detail, "decision_action": decision.action});
+    let id = rec.id.clone();
+    state.audit.record(rec).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"id": id}))))
+}
