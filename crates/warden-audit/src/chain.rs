@@ -305,7 +305,10 @@ pub(crate) mod tests {
         assert!(verify(&rewritten, None).is_ok());
         let mut v = ChainVerifier::new(None);
         v.expect(8, c[7].hash.clone());
-        assert_eq!(v.run(&rewritten), Err(Tamper::CheckpointMismatch { seq: 8 }));
+        assert_eq!(
+            v.run(&rewritten),
+            Err(Tamper::CheckpointMismatch { seq: 8 })
+        );
         // Inserted at the very start.
         let mut j = c.clone();
         let mut first = c[0].clone();

@@ -128,8 +128,8 @@ mod tests {
     fn a_checkpoint_verifies_with_its_key_only_and_only_unchanged() {
         let k = SigningKey::generate().unwrap();
         let other = SigningKey::generate().unwrap();
-        let cp = Checkpoint::sign("acme", 42, "ab", 1, "periodic", &k.kid, &k.encoding_key())
-            .unwrap();
+        let cp =
+            Checkpoint::sign("acme", 42, "ab", 1, "periodic", &k.kid, &k.encoding_key()).unwrap();
         cp.verify(&[k.public_jwk()]).unwrap();
         assert!(matches!(
             cp.verify(&[other.public_jwk()]),

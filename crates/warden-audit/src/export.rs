@@ -76,9 +76,7 @@ impl Report {
 fn problem<S: serde::Serializer>(p: &Option<Tamper>, s: S) -> Result<S::Ok, S::Error> {
     match p {
         None => s.serialize_none(),
-        Some(t) => {
-            serde_json::json!({"seq": t.seq(), "message": t.to_string()}).serialize(s)
-        }
+        Some(t) => serde_json::json!({"seq": t.seq(), "message": t.to_string()}).serialize(s),
     }
 }
 
@@ -262,8 +260,16 @@ mod tests {
         for &s in cps {
             let r = &records[s as usize - 1];
             out.push(ExportLine::Checkpoint(
-                Checkpoint::sign("acme", s, &r.hash, 0, "periodic", &key.kid, &key.encoding_key())
-                    .unwrap(),
+                Checkpoint::sign(
+                    "acme",
+                    s,
+                    &r.hash,
+                    0,
+                    "periodic",
+                    &key.kid,
+                    &key.encoding_key(),
+                )
+                .unwrap(),
             ));
         }
         for r in records {
@@ -291,14 +297,21 @@ mod tests {
         // Trusted keys that did not sign it.
         let other = SigningKey::generate().unwrap();
         let r = verify_export(text.as_bytes(), Some(&[other.public_jwk()])).unwrap();
-        assert!(matches!(r.problem, Some(Tamper::BadCheckpoint { seq: 10, .. })));
+        assert!(matches!(
+            r.problem,
+            Some(Tamper::BadCheckpoint { seq: 10, .. })
+        ));
         // One edited line.
         let edited = text.replacen("\"id\":\"d13\"", "\"id\":\"d99\"", 1);
         let r = verify_export(edited.as_bytes(), None).unwrap();
         assert_eq!(r.problem, Some(Tamper::Edited { seq: 14 }));
         assert_eq!(r.records, 13);
         // The tail cut off, head line included: the checkpoint at 20 notices.
-        let cut: String = text.lines().take(1 + 2 + 15).map(|l| format!("{l}\n")).collect();
+        let cut: String = text
+            .lines()
+            .take(1 + 2 + 15)
+            .map(|l| format!("{l}\n"))
+            .collect();
         let r = verify_export(cut.as_bytes(), None).unwrap();
         assert_eq!(
             r.problem,

@@ -127,9 +127,9 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
-                let _ = serve_rx.wait_for(|stop| *stop).await;
-            })
-            .await
+            let _ = serve_rx.wait_for(|stop| *stop).await;
+        })
+        .await
     });
     let background = audit::tasks::spawn(state.clone(), config.audit_tasks.clone(), rx.clone());
     let follower = tokio::spawn(state.clone().follow(config.poll_interval, rx));

@@ -165,13 +165,17 @@ impl OrgData {
                 .find(|(m, _)| m == id)
                 .map(|(i, m)| (i.as_str(), m))
                 .ok_or_else(|| ApiError::not_found(format!("model `{id}` not found"))),
-            None => self.models.last().map(|(i, m)| (i.as_str(), m)).ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "no_model",
-                    "the organization has no authorization model yet",
-                )
-            }),
+            None => self
+                .models
+                .last()
+                .map(|(i, m)| (i.as_str(), m))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "no_model",
+                        "the organization has no authorization model yet",
+                    )
+                }),
         }
     }
 }

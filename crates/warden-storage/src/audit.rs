@@ -356,7 +356,12 @@ impl Db {
     }
 
     /// The whole chain in order, a page at a time (for export and verification).
-    pub async fn audit_page(&self, org: &str, after_seq: u64, limit: u32) -> Result<Vec<AuditRecord>> {
+    pub async fn audit_page(
+        &self,
+        org: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
             "SELECT * FROM audit_records WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
@@ -374,8 +379,13 @@ impl Db {
             .bind(org)
             .fetch_optional(self.pool())
             .await?;
-        row.map(|r| Ok((r.try_get::<i64, _>("seq")?.max(0) as u64, r.try_get("hash")?)))
-            .transpose()
+        row.map(|r| {
+            Ok((
+                r.try_get::<i64, _>("seq")?.max(0) as u64,
+                r.try_get("hash")?,
+            ))
+        })
+        .transpose()
     }
 
     /// Every organization with records, and its head.
@@ -422,7 +432,11 @@ impl Db {
     }
 
     /// The last record written before `before_ms` (where retention cuts).
-    pub async fn audit_cut_point(&self, org: &str, before_ms: i64) -> Result<Option<(u64, String)>> {
+    pub async fn audit_cut_point(
+        &self,
+        org: &str,
+        before_ms: i64,
+    ) -> Result<Option<(u64, String)>> {
         let row = sqlx::query(
             "SELECT seq, hash FROM audit_records WHERE org_id = $1 AND time_ms < $2 \
              ORDER BY seq DESC LIMIT 1",
@@ -431,15 +445,22 @@ impl Db {
         .bind(before_ms)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|r| Ok((r.try_get::<i64, _>("seq")?.max(0) as u64, r.try_get("hash")?)))
-            .transpose()
+        row.map(|r| {
+            Ok((
+                r.try_get::<i64, _>("seq")?.max(0) as u64,
+                r.try_get("hash")?,
+            ))
+        })
+        .transpose()
     }
 
     /// Removes the records up to the signed `cut` checkpoint and the checkpoints
     /// before it, storing the cut, in one transaction. Returns how many records went.
     pub async fn audit_prune(&self, cut: &Checkpoint) -> Result<u64> {
         if cut.kind != "cut" {
-            return Err(StorageError::Invalid("retention needs a cut checkpoint".into()));
+            return Err(StorageError::Invalid(
+                "retention needs a cut checkpoint".into(),
+            ));
         }
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -521,6 +542,18 @@ impl Db {
                 .fetch_optional(self.pool())
                 .await?;
         Ok(v.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Gives up every delivery lease `owner` holds (a node shutting down), so another
+    /// node, or this one restarted, takes over at once.
+    pub async fn audit_sink_release(&self, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE audit_sinks SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     /// Records that the webhook acknowledged everything up to `seq` (only the lease

@@ -57,7 +57,10 @@ async fn suite(db: Db) {
     let globex = all(&db, "globex").await;
     assert_eq!(acme.len() + globex.len(), 800);
     assert_eq!(verify(&acme, None).unwrap().unwrap().0, acme.len() as u64);
-    assert_eq!(verify(&globex, None).unwrap().unwrap().0, globex.len() as u64);
+    assert_eq!(
+        verify(&globex, None).unwrap().unwrap().0,
+        globex.len() as u64
+    );
     let head = db.audit_head("acme").await.unwrap().unwrap();
     assert_eq!(head, (acme.len() as u64, acme.last().unwrap().hash.clone()));
 
@@ -79,7 +82,11 @@ async fn suite(db: Db) {
     })
     .await;
     assert!(!actor.is_empty());
-    assert!(actor.iter().all(|r| r.actors == vec!["agent:helper".to_string()]));
+    assert!(
+        actor
+            .iter()
+            .all(|r| r.actors == vec!["agent:helper".to_string()])
+    );
     assert_eq!(
         q(AuditFilter {
             actor: Some("bot".into()),
@@ -160,7 +167,8 @@ async fn suite(db: Db) {
     // Retention: cut after record 10 behind a signed checkpoint.
     let key = warden_oauth::keys::SigningKey::generate().unwrap();
     let (seq, hash) = (acme[9].seq, acme[9].hash.clone());
-    let cut = Checkpoint::sign("acme", seq, &hash, 5, "cut", &key.kid, &key.encoding_key()).unwrap();
+    let cut =
+        Checkpoint::sign("acme", seq, &hash, 5, "cut", &key.kid, &key.encoding_key()).unwrap();
     assert_eq!(db.audit_prune(&cut).await.unwrap(), 10);
     let rest = all(&db, "acme").await;
     assert_eq!(rest[0].seq, 11);
@@ -173,13 +181,28 @@ async fn suite(db: Db) {
     assert_eq!(more[0].seq, acme.len() as u64 + 1);
 
     // Delivery lease: one holder at a time; the cursor only moves forward.
-    assert_eq!(db.audit_sink_lease("acme", "n1", 1000, 30_000).await.unwrap(), Some(0));
-    assert_eq!(db.audit_sink_lease("acme", "n2", 2000, 30_000).await.unwrap(), None);
+    assert_eq!(
+        db.audit_sink_lease("acme", "n1", 1000, 30_000)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        db.audit_sink_lease("acme", "n2", 2000, 30_000)
+            .await
+            .unwrap(),
+        None
+    );
     assert!(db.audit_sink_advance("acme", "n1", 5).await.unwrap());
     assert!(!db.audit_sink_advance("acme", "n2", 9).await.unwrap());
     assert!(!db.audit_sink_advance("acme", "n1", 3).await.unwrap());
     // After the lease expires, another node takes over where delivery stopped.
-    assert_eq!(db.audit_sink_lease("acme", "n2", 40_000, 30_000).await.unwrap(), Some(5));
+    assert_eq!(
+        db.audit_sink_lease("acme", "n2", 40_000, 30_000)
+            .await
+            .unwrap(),
+        Some(5)
+    );
 }
 
 #[tokio::test]

@@ -184,7 +184,13 @@ impl Meta {
     }
 
     /// A decision record by an API key caller.
-    pub fn decision(&self, org: &str, caller: &Caller, action: &str, resource: &str) -> AuditRecord {
+    pub fn decision(
+        &self,
+        org: &str,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+    ) -> AuditRecord {
         let mut r = self.record(org, "decision", action);
         r.caller = Some(caller_id(caller));
         r.resource = Some(resource.to_string());

@@ -43,8 +43,9 @@ impl Default for TaskConfig {
 
 /// Records per webhook delivery.
 const DELIVERY_BATCH: u32 = 100;
-/// How long a node holds an organization's delivery lease.
-const LEASE_MS: i64 = 30_000;
+/// How long a node holds an organization's delivery lease (renewed at each batch;
+/// given up at shutdown, so only a crashed node's lease makes others wait this long).
+const LEASE_MS: i64 = 10_000;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -129,7 +130,13 @@ pub async fn checkpoint_all(
 }
 
 /// Signs a checkpoint with the current token signing key.
-pub fn sign_checkpoint(state: &AppState, org: &str, seq: u64, hash: &str, kind: &str) -> Result<Checkpoint, String> {
+pub fn sign_checkpoint(
+    state: &AppState,
+    org: &str,
+    seq: u64,
+    hash: &str,
+    kind: &str,
+) -> Result<Checkpoint, String> {
     let o = state.oauth.read();
     let key = o.current.as_ref().ok_or("no current signing key")?;
     Checkpoint::sign(
@@ -160,7 +167,10 @@ pub async fn apply_retention(state: &AppState, org: &str, before_ms: i64) -> Res
         .ok()
         .is_some_and(|d| d.read().settings.audit.webhook.is_some());
     if has_webhook {
-        let delivered = db.audit_sink_delivered(org).await.map_err(|e| e.to_string())?;
+        let delivered = db
+            .audit_sink_delivered(org)
+            .await
+            .map_err(|e| e.to_string())?;
         if delivered < seq {
             if delivered == 0 {
                 return Ok(0);
@@ -216,11 +226,16 @@ async fn deliver(state: Arc<AppState>, poll: Duration, mut stop: watch::Receiver
         }
     };
     let mut backoff: HashMap<String, Backoff> = HashMap::new();
+    let release = |state: Arc<AppState>, node: String| async move {
+        if let Err(e) = state.db.audit_sink_release(&node).await {
+            tracing::warn!(error = %e, "could not give up the audit delivery leases");
+        }
+    };
     loop {
         tokio::select! {
             _ = state.audit.appended.notified() => {}
             _ = tokio::time::sleep(poll) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => return release(state, node).await,
         }
         for org in state.org_ids() {
             let hook = state
@@ -254,7 +269,7 @@ async fn deliver(state: Arc<AppState>, poll: Duration, mut stop: watch::Receiver
                     }
                 }
                 if *stop.borrow() {
-                    return;
+                    return release(state, node).await;
                 }
             }
         }
@@ -291,7 +306,10 @@ async fn deliver_batch(
     let mut req = client
         .post(&hook.url)
         .header("content-type", "application/json")
-        .header("x-warden-delivery", format!("{org}/{}-{last}", delivered + 1));
+        .header(
+            "x-warden-delivery",
+            format!("{org}/{}-{last}", delivered + 1),
+        );
     if let Some(secret) = &hook.secret {
         req = req.header("x-warden-signature", signature(secret, &body));
     }

@@ -83,7 +83,11 @@ pub async fn query(
     let descending = match q.order.as_deref() {
         None | Some("asc") => false,
         Some("desc") => true,
-        Some(o) => return Err(ApiError::bad_request(format!("`order` is asc or desc, not `{o}`"))),
+        Some(o) => {
+            return Err(ApiError::bad_request(format!(
+                "`order` is asc or desc, not `{o}`"
+            )));
+        }
     };
     if let Some(k) = &q.kind
         && !matches!(k.as_str(), "decision" | "change" | "outcome")
@@ -93,7 +97,11 @@ pub async fn query(
         ));
     }
     let filter = AuditFilter {
-        from_ms: q.from.as_deref().map(|v| parse_time("from", v)).transpose()?,
+        from_ms: q
+            .from
+            .as_deref()
+            .map(|v| parse_time("from", v))
+            .transpose()?,
         to_ms: q.to.as_deref().map(|v| parse_time("to", v)).transpose()?,
         user: q.user,
         agent: q.agent,
@@ -189,7 +197,8 @@ pub async fn export(
         Head,
         Done,
     }
-    let start = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(first)) });
+    let start =
+        futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(first)) });
     let db = state.db.clone();
     let rest = futures_util::stream::unfold(Phase::Records(0), move |phase| {
         let (db, org, head) = (db.clone(), org.clone(), head.clone());
@@ -198,7 +207,9 @@ pub async fn export(
                 Phase::Records(after) if after < head_seq => {
                     let page = match db.audit_page(&org, after, PAGE).await {
                         Ok(p) => p,
-                        Err(e) => return Some((Err(std::io::Error::other(e.to_string())), Phase::Done)),
+                        Err(e) => {
+                            return Some((Err(std::io::Error::other(e.to_string())), Phase::Done));
+                        }
                     };
                     let mut buf = Vec::new();
                     let mut last = after;
@@ -206,7 +217,11 @@ pub async fn export(
                         last = r.seq;
                         buf.extend_from_slice(&line(&ExportLine::Record(Box::new(r))));
                     }
-                    let next = if last == after { Phase::Head } else { Phase::Records(last) };
+                    let next = if last == after {
+                        Phase::Head
+                    } else {
+                        Phase::Records(last)
+                    };
                     Some((Ok(Bytes::from(buf)), next))
                 }
                 Phase::Records(_) | Phase::Head => {
@@ -302,7 +317,9 @@ pub async fn checkpoint(
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
     let Some((seq, hash)) = state.db.audit_head(&org).await? else {
-        return Err(ApiError::not_found("the organization has no audit records yet"));
+        return Err(ApiError::not_found(
+            "the organization has no audit records yet",
+        ));
     };
     let cp = crate::audit::tasks::sign_checkpoint(&state, &org, seq, &hash, "periodic")
         .map_err(ApiError::internal)?;

@@ -485,15 +485,27 @@ pub async fn consent(
     let mut rec = meta.record(
         &t.org,
         "change",
-        if approved { "consent.grant" } else { "consent.deny" },
+        if approved {
+            "consent.grant"
+        } else {
+            "consent.deny"
+        },
     );
     rec.caller = Some(format!("user:{}", t.user.clone().unwrap_or_default()));
     rec.user = t.user.as_ref().map(|u| format!("user:{u}"));
     rec.agent = Some(format!("agent:{}", t.agent));
     rec.resource = Some(t.resource.clone());
     rec.detail = serde_json::json!({"scope": t.scope, "redirect_uri": t.redirect_uri});
-    if crate::audit::change_recorded(&state.audit, rec).await.is_err() {
-        return redirect(&state, &t.redirect_uri, st, &[("error", "temporarily_unavailable")]);
+    if crate::audit::change_recorded(&state.audit, rec)
+        .await
+        .is_err()
+    {
+        return redirect(
+            &state,
+            &t.redirect_uri,
+            st,
+            &[("error", "temporarily_unavailable")],
+        );
     }
     if !approved {
         return redirect(

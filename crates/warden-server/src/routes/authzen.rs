@@ -24,10 +24,10 @@ use warden_storage::Role;
 
 use crate::audit::Meta;
 use crate::auth::Caller;
-use warden_audit::AuditRecord;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
 use crate::state::{AppState, OrgData, OrgSettings};
+use warden_audit::AuditRecord;
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 pub struct Entity {
@@ -134,7 +134,11 @@ fn links(settings: &OrgSettings, resource_type: &str, object: &str) -> Vec<Tuple
 
 /// Evaluates one request, filling in its audit record (`None` for a malformed request,
 /// which is not a decision).
-fn decide(data: &OrgData, ev: &Evaluation, rec: &mut Option<AuditRecord>) -> Result<bool, ApiError> {
+fn decide(
+    data: &OrgData,
+    ev: &Evaluation,
+    rec: &mut Option<AuditRecord>,
+) -> Result<bool, ApiError> {
     let (Some(subject), Some(action), Some(resource)) = (&ev.subject, &ev.action, &ev.resource)
     else {
         *rec = None;

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use warden_audit::AuditRecord;
 use warden_engine::{
-    CheckRequest, CheckResult, Context, Engine, EngineError, ExpandRequest, ListObjectsRequest, ListUsersRequest, TupleKey,
-    UserFilter,
+    CheckRequest, CheckResult, Context, Engine, EngineError, ExpandRequest, ListObjectsRequest,
+    ListUsersRequest, TupleKey, UserFilter,
 };
 use warden_storage::Role;
 

@@ -733,7 +733,16 @@ pub async fn token(
         audience,
     };
     principals_usable(&state, &g)?;
-    answer(&state, &headers, &meta, "client_credentials", &g, None, None).await
+    answer(
+        &state,
+        &headers,
+        &meta,
+        "client_credentials",
+        &g,
+        None,
+        None,
+    )
+    .await
 }
 
 /// RFC 8693 token exchange: the authenticated agent presents a token that speaks for a

@@ -116,7 +116,8 @@ pub async fn register(
     tracing::info!(client = %client_id, "client registered");
     let mut rec = meta.record(crate::audit::SYSTEM_ORG, "change", "client.register");
     rec.resource = Some(format!("client:{client_id}"));
-    rec.detail = json!({"redirect_uris": stored["redirect_uris"], "client_name": stored["client_name"]});
+    rec.detail =
+        json!({"redirect_uris": stored["redirect_uris"], "client_name": stored["client_name"]});
     if let Err(e) = crate::audit::change_recorded(&state.audit, rec).await {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
