@@ -24,7 +24,7 @@ pub struct Conn {
     api_key: Option<String>,
     /// Print the server's JSON answer.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,14 +110,14 @@ pub struct CheckArgs {
     explain: bool,
 }
 
-struct Client {
-    conn: Conn,
+pub(crate) struct Client {
+    pub(crate) conn: Conn,
     http: reqwest::Client,
     rt: tokio::runtime::Runtime,
 }
 
 impl Client {
-    fn new(conn: Conn) -> anyhow::Result<Client> {
+    pub(crate) fn new(conn: Conn) -> anyhow::Result<Client> {
         Ok(Client {
             conn,
             http: reqwest::Client::new(),
@@ -128,7 +128,7 @@ impl Client {
     }
 
     /// Sends a request; a non-2xx answer becomes an error with the server's message.
-    fn call(
+    pub(crate) fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -163,16 +163,44 @@ impl Client {
         })
     }
 
-    fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub(crate) fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body))
     }
 
-    fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call(reqwest::Method::GET, path, None)
     }
 
+    /// Streams a GET answer's body into `out` (for large downloads).
+    pub(crate) fn download(&self, path: &str, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.conn.server.trim_end_matches('/'));
+        let mut req = self.http.get(&url);
+        if let Some(k) = &self.conn.api_key {
+            req = req.bearer_auth(k);
+        }
+        self.rt.block_on(async {
+            let mut res = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            if !res.status().is_success() {
+                let status = res.status().as_u16();
+                let v: Value = res.json().await.unwrap_or(Value::Null);
+                bail!(
+                    "{status} {}: {}",
+                    v["code"].as_str().unwrap_or("error"),
+                    v["message"].as_str().unwrap_or("")
+                );
+            }
+            while let Some(chunk) = res.chunk().await? {
+                out.write_all(&chunk)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Prints the JSON, or the human line.
-    fn show(&self, v: &Value, human: impl FnOnce(&Value) -> String) {
+    pub(crate) fn show(&self, v: &Value, human: impl FnOnce(&Value) -> String) {
         if self.conn.json {
             println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
         } else {

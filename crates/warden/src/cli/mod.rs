@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch to one module per group.
 
+mod audit;
 mod client;
 mod model;
 mod serve;
@@ -51,6 +52,13 @@ pub enum Command {
         #[command(subcommand)]
         cmd: client::PrincipalCommand,
     },
+    /// The audit log: query, export, verify (online or offline), tail.
+    Audit {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: audit::AuditCommand,
+    },
     /// Ask a server whether USER has RELATION on OBJECT (exit 0 allowed, 1 denied).
     Check {
         #[command(flatten)]
@@ -70,5 +78,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tuple { conn, cmd } => client::tuple(conn, cmd),
         Command::Check { conn, args } => client::check(conn, args),
         Command::Principal { conn, cmd } => client::principal(conn, cmd),
+        Command::Audit { conn, cmd } => audit::run(conn, cmd),
     }
 }

@@ -54,6 +54,14 @@ pub struct ServeArgs {
     /// Access token lifetime in seconds, at most 3600 [default: 300].
     #[arg(long, env = "WARDEN_TOKEN_LIFETIME_SECS")]
     token_lifetime_secs: Option<i64>,
+    /// How often the audit chain heads get a signed checkpoint, in seconds
+    /// [default: 60].
+    #[arg(long, env = "WARDEN_AUDIT_CHECKPOINT_SECS")]
+    audit_checkpoint_secs: Option<u64>,
+    /// FOR BENCHMARKS ONLY: record nothing in the audit log. Decisions and changes
+    /// then leave no trace; never run a real deployment like this.
+    #[arg(long, env = "WARDEN_AUDIT_DISABLED")]
+    audit_disabled: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +77,8 @@ struct FileConfig {
     poll_interval_ms: Option<u64>,
     public_url: Option<String>,
     token_lifetime_secs: Option<i64>,
+    audit_checkpoint_secs: Option<u64>,
+    audit_disabled: Option<bool>,
 }
 
 /// The settings after merging file < env < flags.
@@ -121,6 +131,12 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             );
         }
         config.limits.token_lifetime_secs = t;
+    }
+    if let Some(secs) = args.audit_checkpoint_secs.or(file.audit_checkpoint_secs) {
+        config.audit_tasks.checkpoint_every = Duration::from_secs(secs.max(1));
+    }
+    if args.audit_disabled || file.audit_disabled == Some(true) {
+        config.limits.audit = false;
     }
     let sqlite = config.database_url.starts_with("sqlite:");
     Ok(Settings {
