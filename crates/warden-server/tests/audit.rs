@@ -533,7 +533,6 @@ async fn tamper_suite(url: &str) {
             "UPDATE audit_records SET seq = seq + 1000 WHERE org_id = 'ins' AND seq > 10",
             "UPDATE audit_records SET seq = seq - 999 WHERE org_id = 'ins' AND seq > 1000",
             &insert,
-            "UPDATE audit_heads SET seq = seq + 1 WHERE org_id = 'ins'",
         ],
     )
     .await;

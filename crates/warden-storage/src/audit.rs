@@ -1,10 +1,11 @@
-//! The audit log's tables: records (one chain per organization), the chain heads,
-//! signed checkpoints, and the delivery cursors of webhook sinks.
+//! The audit log's tables: records (one chain per organization), signed
+//! checkpoints, and the delivery cursors of webhook sinks.
 //!
-//! [`Db::audit_append`] seals and stores a batch of records in one transaction (one
-//! fsync for all of them): it locks each organization's head row, chains the records
-//! after it, inserts them with multi-row statements and moves the head. Nodes sharing
-//! a PostgreSQL database queue on the head rows, so each chain stays linear.
+//! [`Db::audit_append`] seals and stores a batch of records with one multi-row insert
+//! (one commit, one fsync for all of them), chaining them after each organization's
+//! last record. The primary key `(org_id, seq)` keeps each chain linear when several
+//! writers share the database: a writer whose idea of the chain's end is stale fails
+//! on it, reads the end again and retries.
 
 use serde::Deserialize;
 use sqlx::Row;
@@ -18,8 +19,67 @@ const COLUMNS: &str = "org_id, seq, id, time_ms, kind, action, resource, subject
     agent_id, actors, jti, client_id, caller, allowed, detail, model_id, revision, \
     approval_id, refers_to, request_id, client_addr, prev_hash, hash";
 const NCOLS: usize = 24;
-/// Rows per insert statement (within both databases' bound-parameter limits).
-const ROWS_PER_INSERT: usize = 400;
+/// Most rows per insert statement (24 x 1024 bound parameters, within SQLite's 32,766
+/// and PostgreSQL's 65,535).
+const MAX_ROWS: usize = 1024;
+
+/// A multi-row insert of `rows`.
+fn insert_statement(
+    backend: crate::Backend,
+    rows: &[&AuditRecord],
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    let mut sql = format!("INSERT INTO audit_records ({COLUMNS}) VALUES ");
+    for i in 0..rows.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..NCOLS {
+            if c > 0 {
+                sql.push(',');
+            }
+            // SQLite takes `$N` as a *named* parameter and looks each name up by a
+            // linear scan; plain `?` binds in order, in constant time.
+            match backend {
+                crate::Backend::Sqlite => sql.push('?'),
+                crate::Backend::Postgres => sql.push_str(&format!("${}", i * NCOLS + c + 1)),
+            }
+        }
+        sql.push(')');
+    }
+    // Only placeholders are spliced in; every value is bound.
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in rows {
+        let actors =
+            (!r.actors.is_empty()).then(|| serde_json::to_string(&r.actors).unwrap_or_default());
+        q = q
+            .bind(r.org.clone())
+            .bind(r.seq as i64)
+            .bind(r.id.clone())
+            .bind(r.time_ms)
+            .bind(r.kind.clone())
+            .bind(r.action.clone())
+            .bind(r.resource.clone())
+            .bind(r.subject.clone())
+            .bind(r.user.clone())
+            .bind(r.agent.clone())
+            .bind(actors)
+            .bind(r.jti.clone())
+            .bind(r.client_id.clone())
+            .bind(r.caller.clone())
+            .bind(r.allowed.map(i64::from))
+            .bind(r.detail.to_string())
+            .bind(r.model_id.clone())
+            .bind(r.revision)
+            .bind(r.approval_id.clone())
+            .bind(r.refers_to.clone())
+            .bind(r.request_id.clone())
+            .bind(r.client_addr.clone())
+            .bind(r.prev_hash.clone())
+            .bind(r.hash.clone());
+    }
+    q
+}
 
 /// Which records a query returns; every field is optional and they combine with AND.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -61,6 +121,11 @@ fn contains_pattern(s: &str) -> String {
     }
     p.push('%');
     p
+}
+
+/// PostgreSQL gave up one of two writers waiting on each other.
+fn is_deadlock(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("40P01"))
 }
 
 fn typed(prefix: &str, v: &str) -> String {
@@ -132,102 +197,101 @@ fn checkpoint_from(row: &AnyRow) -> Result<Checkpoint> {
 }
 
 impl Db {
-    /// Seals `batch` into the organizations' chains and stores it, all in one
-    /// transaction: either every record is durable when this returns `Ok`, or none.
-    /// On return each record carries its `seq`, `prev_hash` and `hash`.
-    pub async fn audit_append(&self, batch: &mut [AuditRecord]) -> Result<()> {
+    /// Seals `batch` into the organizations' chains and stores it in one atomic
+    /// statement (one commit, one fsync for all of them): either every record is
+    /// durable when this returns `Ok`, or none. On return each record carries its
+    /// `seq`, `prev_hash` and `hash`.
+    ///
+    /// `heads` caches each chain's last (seq, hash) between calls, so an append is a
+    /// single round trip to the database. The cache is checked by the primary key: if
+    /// another writer (a node sharing PostgreSQL, another process on the SQLite file)
+    /// took a sequence number first, the insert fails as a whole, the heads are read
+    /// again and the batch is sealed anew.
+    pub async fn audit_append(
+        &self,
+        batch: &mut [AuditRecord],
+        heads: &mut std::collections::HashMap<String, (u64, String)>,
+    ) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let mut orgs: Vec<String> = batch.iter().map(|r| r.org.clone()).collect();
         orgs.sort();
         orgs.dedup();
-        let mut tx = self.begin_write().await?;
-        // Lock every head (in a fixed order, so two nodes never wait on each other).
-        let mut heads: std::collections::HashMap<String, (u64, String)> = Default::default();
-        for org in &orgs {
-            let row = sqlx::query(
-                "UPDATE audit_heads SET seq = seq WHERE org_id = $1 RETURNING seq, hash",
-            )
-            .bind(org)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let head = match row {
-                Some(r) => (r.try_get::<i64, _>("seq")? as u64, r.try_get("hash")?),
-                None => {
-                    sqlx::query("INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2)")
-                        .bind(org)
-                        .bind(GENESIS)
-                        .execute(&mut *tx)
-                        .await?;
-                    (0, GENESIS.to_string())
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            for org in &orgs {
+                if !heads.contains_key(org) {
+                    let head = self
+                        .audit_head_on(self.audit_pool(), org)
+                        .await?
+                        .unwrap_or((0, GENESIS.to_string()));
+                    heads.insert(org.clone(), head);
                 }
-            };
-            heads.insert(org.clone(), head);
-        }
-        for r in batch.iter_mut() {
-            let Some(head) = heads.get_mut(&r.org) else {
-                continue;
-            };
-            r.seal((head.0 > 0).then_some((head.0, head.1.as_str())));
-            *head = (r.seq, r.hash.clone());
-        }
-        for chunk in batch.chunks(ROWS_PER_INSERT) {
-            let mut sql = format!("INSERT INTO audit_records ({COLUMNS}) VALUES ");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
+            }
+            let mut next = heads.clone();
+            for r in batch.iter_mut() {
+                let Some(head) = next.get_mut(&r.org) else {
+                    continue;
+                };
+                r.seal((head.0 > 0).then_some((head.0, head.1.as_str())));
+                *head = (r.seq, r.hash.clone());
+            }
+            match self.insert_records(batch).await {
+                Ok(()) => {
+                    *heads = next;
+                    return Ok(());
                 }
-                sql.push('(');
-                for c in 0..NCOLS {
-                    if c > 0 {
-                        sql.push(',');
+                Err(StorageError::Database(e))
+                    if (StorageError::is_unique_violation(&e) || is_deadlock(&e))
+                        && attempt < 100 =>
+                {
+                    // Someone else appended: read the heads again, after a short
+                    // random pause so that racing writers spread out.
+                    for org in &orgs {
+                        heads.remove(org);
                     }
-                    sql.push_str(&format!("${}", i * NCOLS + c + 1));
+                    let pause = rand::random::<u64>() % (200 * attempt.min(10));
+                    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
                 }
-                sql.push(')');
+                Err(e) => {
+                    for org in &orgs {
+                        heads.remove(org);
+                    }
+                    return Err(e);
+                }
             }
-            // Only placeholders are spliced in; every value is bound.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for r in chunk {
-                let actors = (!r.actors.is_empty())
-                    .then(|| serde_json::to_string(&r.actors).unwrap_or_default());
-                q = q
-                    .bind(r.org.clone())
-                    .bind(r.seq as i64)
-                    .bind(r.id.clone())
-                    .bind(r.time_ms)
-                    .bind(r.kind.clone())
-                    .bind(r.action.clone())
-                    .bind(r.resource.clone())
-                    .bind(r.subject.clone())
-                    .bind(r.user.clone())
-                    .bind(r.agent.clone())
-                    .bind(actors)
-                    .bind(r.jti.clone())
-                    .bind(r.client_id.clone())
-                    .bind(r.caller.clone())
-                    .bind(r.allowed.map(i64::from))
-                    .bind(r.detail.to_string())
-                    .bind(r.model_id.clone())
-                    .bind(r.revision)
-                    .bind(r.approval_id.clone())
-                    .bind(r.refers_to.clone())
-                    .bind(r.request_id.clone())
-                    .bind(r.client_addr.clone())
-                    .bind(r.prev_hash.clone())
-                    .bind(r.hash.clone());
-            }
-            q.execute(&mut *tx).await?;
         }
-        for org in &orgs {
-            let (seq, hash) = &heads[org];
-            sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE org_id = $3")
-                .bind(*seq as i64)
-                .bind(hash.clone())
-                .bind(org)
+    }
+
+    /// Inserts sealed records in one commit. Multi-row statements come in power-of-two
+    /// sizes only (a batch of 100 is 64 + 32 + 4 rows), so that the few statement
+    /// texts stay prepared; a statement per batch size was prepared anew for almost
+    /// every commit.
+    async fn insert_records(&self, batch: &[AuditRecord]) -> Result<()> {
+        // Rows in one order for every writer, so that two writers racing for the same
+        // sequence numbers conflict instead of deadlocking on each other's keys.
+        let mut rows: Vec<&AuditRecord> = batch.iter().collect();
+        rows.sort_by(|a, b| (&a.org, a.seq).cmp(&(&b.org, b.seq)));
+        if rows.len().is_power_of_two() && rows.len() <= MAX_ROWS {
+            insert_statement(self.backend(), &rows)
+                .execute(self.audit_pool())
+                .await?;
+            return Ok(());
+        }
+        let mut tx = match self.backend() {
+            crate::Backend::Sqlite => self.audit_pool().begin_with("BEGIN IMMEDIATE").await?,
+            crate::Backend::Postgres => self.audit_pool().begin().await?,
+        };
+        let mut rest = &rows[..];
+        while !rest.is_empty() {
+            let n = MAX_ROWS.min(1 << rest.len().ilog2());
+            let (chunk, tail) = rest.split_at(n);
+            insert_statement(self.backend(), chunk)
                 .execute(&mut *tx)
                 .await?;
+            rest = tail;
         }
         tx.commit().await?;
         Ok(())
@@ -373,35 +437,41 @@ impl Db {
         rows.iter().map(record_from).collect()
     }
 
-    /// The last record the writer chained for `org` (sequence number and hash).
+    /// The end of `org`'s chain: its last record's (seq, hash), or, when retention
+    /// removed every record, the cut it starts after; `None` for an empty chain.
     pub async fn audit_head(&self, org: &str) -> Result<Option<(u64, String)>> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_heads WHERE org_id = $1")
-            .bind(org)
-            .fetch_optional(self.pool())
-            .await?;
-        row.map(|r| {
-            Ok((
-                r.try_get::<i64, _>("seq")?.max(0) as u64,
-                r.try_get("hash")?,
-            ))
-        })
-        .transpose()
+        self.audit_head_on(self.pool(), org).await
     }
 
-    /// Every organization with records, and its head.
-    pub async fn audit_heads(&self) -> Result<Vec<(String, u64, String)>> {
-        let rows = sqlx::query("SELECT org_id, seq, hash FROM audit_heads WHERE seq > 0")
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("org_id")?,
-                    r.try_get::<i64, _>("seq")?.max(0) as u64,
-                    r.try_get("hash")?,
-                ))
-            })
-            .collect()
+    async fn audit_head_on(
+        &self,
+        pool: &sqlx::AnyPool,
+        org: &str,
+    ) -> Result<Option<(u64, String)>> {
+        let row = sqlx::query(
+            "SELECT seq, hash FROM audit_records WHERE org_id = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(org)
+        .fetch_optional(pool)
+        .await?;
+        if let Some(r) = row {
+            return Ok(Some((
+                r.try_get::<i64, _>("seq")?.max(0) as u64,
+                r.try_get("hash")?,
+            )));
+        }
+        let cut = sqlx::query(
+            "SELECT * FROM audit_checkpoints WHERE org_id = $1 AND kind = 'cut' \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(org)
+        .fetch_optional(pool)
+        .await?;
+        Ok(cut
+            .as_ref()
+            .map(checkpoint_from)
+            .transpose()?
+            .map(|a| (a.seq, a.hash)))
     }
 
     /// Stores a signed checkpoint (a second one for the same position is ignored).

@@ -51,6 +51,10 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// The audit writer's own connections: on SQLite one connection, whose page cache
+    /// stays warm (SQLite drops a connection's cache whenever another connection
+    /// wrote); on PostgreSQL a small pool opened lazily from the writer's thread.
+    audit_pool: AnyPool,
     backend: Backend,
     url: String,
 }
@@ -85,38 +89,68 @@ impl Db {
             _ => url.to_string(),
         };
         let opts = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
-        let pool = match backend {
-            Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    // In-memory databases exist per connection: keep exactly one.
-                    .max_connections(if url.contains(":memory:") { 1 } else { 8 })
-                    .min_connections(if url.contains(":memory:") { 1 } else { 0 })
-                    .idle_timeout(None)
-                    .max_lifetime(None)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            use sqlx::Executor;
-                            // WAL lets readers run beside the writer; FULL makes every
-                            // acknowledged commit survive power loss.
-                            conn.execute("PRAGMA journal_mode=WAL").await?;
-                            conn.execute("PRAGMA synchronous=FULL").await?;
-                            conn.execute("PRAGMA busy_timeout=10000").await?;
-                            conn.execute("PRAGMA foreign_keys=ON").await?;
-                            Ok(())
-                        })
+        let sqlite_pool = |max: u32, cache_kib: i64| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .min_connections(if url.contains(":memory:") { 1 } else { 0 })
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        use sqlx::Executor;
+                        // WAL lets readers run beside the writer; FULL makes every
+                        // acknowledged commit survive power loss.
+                        conn.execute("PRAGMA journal_mode=WAL").await?;
+                        conn.execute("PRAGMA synchronous=FULL").await?;
+                        conn.execute("PRAGMA busy_timeout=10000").await?;
+                        conn.execute("PRAGMA foreign_keys=ON").await?;
+                        conn.execute(sqlx::AssertSqlSafe(format!(
+                            "PRAGMA cache_size=-{cache_kib}"
+                        )))
+                        .await?;
+                        // Statement journals in memory, not in temporary files.
+                        conn.execute("PRAGMA temp_store=MEMORY").await?;
+                        // Checkpoint the WAL less often: pages rewritten by many
+                        // small commits (the audit log's) are copied back once.
+                        conn.execute("PRAGMA wal_autocheckpoint=8000").await?;
+                        Ok(())
                     })
-                    .connect_with(opts)
-                    .await?
+                })
+        };
+        let (pool, audit_pool) = match backend {
+            Backend::Sqlite => {
+                // In-memory databases exist per connection: keep exactly one.
+                let memory = url.contains(":memory:");
+                let pool = sqlite_pool(if memory { 1 } else { 8 }, 8192)
+                    .connect_with(opts.clone())
+                    .await?;
+                let audit_pool = if memory {
+                    pool.clone()
+                } else {
+                    sqlite_pool(1, 32768).connect_with(opts).await?
+                };
+                (pool, audit_pool)
             }
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(opts)
-                    .await?
+                    .connect_with(opts.clone())
+                    .await?;
+                // Lazy: its connections are opened by the audit writer, on its thread.
+                let audit_pool = AnyPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_lazy_with(opts);
+                (pool, audit_pool)
             }
         };
-        let db = Db { pool, backend, url };
+        let db = Db {
+            pool,
+            audit_pool,
+            backend,
+            url,
+        };
         migrate::run(&db).await?;
         Ok(db)
     }
@@ -132,6 +166,11 @@ impl Db {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Only for the audit writer ([`Db::audit_append`]).
+    pub(crate) fn audit_pool(&self) -> &AnyPool {
+        &self.audit_pool
     }
 
     /// A write transaction. On SQLite it takes the write lock at once (`BEGIN
@@ -170,6 +209,7 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        self.audit_pool.close().await;
         self.pool.close().await;
     }
 }

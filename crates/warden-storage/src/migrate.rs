@@ -171,18 +171,13 @@ const MIGRATIONS: &[&[&str]] = &[
             prev_hash TEXT NOT NULL,
             hash TEXT NOT NULL,
             PRIMARY KEY (org_id, seq)
-        )",
+        ){WITHOUT_ROWID}",
+        // Only indexes that grow at their end (ids are UUIDv7, time-ordered): an
+        // index on user, agent or resource would dirty a random page per record in
+        // every group commit, which cost two thirds of decision throughput.
         "CREATE INDEX audit_by_id ON audit_records (org_id, id)",
         "CREATE INDEX audit_by_time ON audit_records (org_id, time_ms)",
-        "CREATE INDEX audit_by_user ON audit_records (org_id, user_id)",
-        "CREATE INDEX audit_by_agent ON audit_records (org_id, agent_id)",
-        "CREATE INDEX audit_by_resource ON audit_records (org_id, resource)",
-        "CREATE INDEX audit_by_ref ON audit_records (org_id, refers_to)",
-        "CREATE TABLE audit_heads (
-            org_id TEXT PRIMARY KEY,
-            seq BIGINT NOT NULL,
-            hash TEXT NOT NULL
-        )",
+        "CREATE INDEX audit_by_ref ON audit_records (org_id, refers_to) WHERE refers_to IS NOT NULL",
         "CREATE TABLE audit_checkpoints (
             org_id TEXT NOT NULL,
             seq BIGINT NOT NULL,
@@ -218,7 +213,19 @@ pub(crate) async fn run(db: &Db) -> Result<()> {
     let current = current.unwrap_or(0) as usize;
     for (i, steps) in MIGRATIONS.iter().enumerate().skip(current) {
         for sql in *steps {
-            sqlx::query(*sql).execute(&mut *tx).await?;
+            // On SQLite, a table keyed by its primary key alone is one B-tree instead
+            // of two (the rows and the key's index): fewer pages per audit commit.
+            let sql = sql.replace(
+                "{WITHOUT_ROWID}",
+                if db.backend() == Backend::Sqlite {
+                    " WITHOUT ROWID"
+                } else {
+                    ""
+                },
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await?;
         }
         sqlx::query("INSERT INTO warden_schema (version) VALUES ($1)")
             .bind((i + 1) as i64)

@@ -38,6 +38,8 @@ async fn suite(db: Db) {
     for w in 0..8 {
         let db = db.clone();
         tasks.push(tokio::spawn(async move {
+            // Each writer has its own idea of the chains' ends, as nodes do.
+            let mut heads = std::collections::HashMap::new();
             for b in 0..25 {
                 let mut batch: Vec<AuditRecord> = (0..4)
                     .map(|k| {
@@ -45,7 +47,7 @@ async fn suite(db: Db) {
                         record(org, w * 1000 + b * 10 + k)
                     })
                     .collect();
-                db.audit_append(&mut batch).await.unwrap();
+                db.audit_append(&mut batch, &mut heads).await.unwrap();
                 assert!(batch.iter().all(|r| r.seq > 0 && !r.hash.is_empty()));
             }
         }));
@@ -177,7 +179,9 @@ async fn suite(db: Db) {
     assert!(verify(&rest, Some((anchor.seq, anchor.hash.clone()))).is_ok());
     // Appending goes on after the cut.
     let mut more = vec![record("acme", 99_999)];
-    db.audit_append(&mut more).await.unwrap();
+    db.audit_append(&mut more, &mut Default::default())
+        .await
+        .unwrap();
     assert_eq!(more[0].seq, acme.len() as u64 + 1);
 
     // Delivery lease: one holder at a time; the cursor only moves forward.
@@ -217,4 +221,43 @@ async fn audit_tables_on_postgres() {
         return;
     };
     suite(Db::connect(&tdb.url).await.unwrap()).await;
+}
+
+/// Not a test: how long appends take (`cargo test --release -p warden-storage --test
+/// audit -- --ignored --nocapture append_timing`).
+#[tokio::test]
+#[ignore]
+async fn append_timing() {
+    let tdb = TestDb::sqlite();
+    let db = Db::connect(&tdb.url).await.unwrap();
+    let mut heads = std::collections::HashMap::new();
+    for size in [1usize, 8, 32, 128, 512] {
+        let started = std::time::Instant::now();
+        let rounds = 200;
+        for i in 0..rounds {
+            let mut batch: Vec<AuditRecord> =
+                (0..size).map(|k| record("acme", i * 1000 + k)).collect();
+            db.audit_append(&mut batch, &mut heads).await.unwrap();
+        }
+        let per = started.elapsed() / rounds as u32;
+        println!(
+            "batch {size}: {per:?} per commit, {:.0} records/s",
+            size as f64 / per.as_secs_f64()
+        );
+    }
+    // Varying sizes, as a server's group commits have.
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    for i in 0..200usize {
+        let size = 1 + (i * 7919) % 200;
+        n += size;
+        let mut batch: Vec<AuditRecord> = (0..size).map(|k| record("acme", i * 1000 + k)).collect();
+        db.audit_append(&mut batch, &mut heads).await.unwrap();
+    }
+    let took = started.elapsed();
+    println!(
+        "varying 1-200: {:?} per commit, {:.0} records/s",
+        took / 200,
+        n as f64 / took.as_secs_f64()
+    );
 }

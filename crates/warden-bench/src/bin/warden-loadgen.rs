@@ -66,6 +66,11 @@ enum Cmd {
         /// Concurrent connections.
         #[arg(long, default_value_t = 32)]
         connections: usize,
+        /// Offered load in checks per second (spread over the connections); without
+        /// it, as fast as the server answers. With it, the machine's CPU use during
+        /// the run is printed too (what a load costs, not how much fits).
+        #[arg(long)]
+        rate: Option<f64>,
     },
 }
 
@@ -111,12 +116,27 @@ async fn seed(url: &str, tuples: usize, key: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Busy and total jiffies of the whole machine (Linux `/proc/stat`).
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3)? + v.get(4).unwrap_or(&0);
+    Some((total - idle, total))
+}
+
 async fn run(
     server: &str,
     key: &str,
     tuples: usize,
     seconds: u64,
     conns: usize,
+    rate: Option<f64>,
 ) -> anyhow::Result<()> {
     let ds = warden_bench::generate(tuples);
     let bodies: Arc<Vec<String>> = Arc::new(
@@ -153,13 +173,21 @@ async fn run(
     let errors = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
+    let cpu_before = cpu_jiffies();
+    // With a rate, each connection sends on its own schedule.
+    let interval = rate.map(|r| Duration::from_secs_f64(conns as f64 / r.max(1.0)));
     let mut tasks = Vec::new();
     for _ in 0..conns {
         let (http, url, key, bodies) = (http.clone(), url.clone(), key.to_string(), bodies.clone());
         let (next, allowed, errors) = (next.clone(), allowed.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
+            let mut due = Instant::now();
             while Instant::now() < deadline {
+                if let Some(iv) = interval {
+                    due += iv;
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed) % bodies.len();
                 let t = Instant::now();
                 let res = http
@@ -190,6 +218,14 @@ async fn run(
         all.extend(t.await?);
     }
     let took = started.elapsed();
+    if let (Some((b0, t0)), Some((b1, t1))) = (cpu_before, cpu_jiffies())
+        && t1 > t0
+    {
+        println!(
+            "machine CPU busy during the run: {:.1}% of all cores",
+            100.0 * (b1 - b0) as f64 / (t1 - t0) as f64
+        );
+    }
     all.sort();
     println!(
         "{} checks in {:.1} s over {conns} connections: {:.0} checks/s; p50 {:?} p90 {:?} p99 {:?} max {:?}; {} allowed, {} errors",
@@ -486,7 +522,8 @@ fn main() -> anyhow::Result<()> {
                 tuples,
                 seconds,
                 connections,
-            } => run(&server, &api_key, tuples, seconds, connections).await,
+                rate,
+            } => run(&server, &api_key, tuples, seconds, connections, rate).await,
         }
     })
 }

@@ -12,6 +12,7 @@ pub mod tasks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
@@ -23,8 +24,8 @@ use warden_storage::Db;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
-/// Most records one transaction writes.
-const MAX_BATCH: usize = 4096;
+/// Most records one group commit writes (one insert statement holds 1024).
+const MAX_BATCH: usize = 1024;
 /// Most record batches waiting for the writer (then handlers wait to enqueue).
 const QUEUE: usize = 16_384;
 
@@ -43,21 +44,66 @@ pub struct Auditor {
     tx: Option<mpsc::Sender<Job>>,
     /// Wakes webhook delivery after each commit.
     pub appended: Arc<Notify>,
+    pub stats: Arc<WriterStats>,
+}
+
+/// What the writer has done, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub records: AtomicU64,
+    pub commits: AtomicU64,
+    pub failed_records: AtomicU64,
+}
+
+impl WriterStats {
+    /// Prometheus text for these counters.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        for (name, help, v) in [
+            (
+                "warden_audit_records_total",
+                "Audit records committed.",
+                &self.records,
+            ),
+            (
+                "warden_audit_commits_total",
+                "Audit transactions committed (group commits).",
+                &self.commits,
+            ),
+            (
+                "warden_audit_failed_records_total",
+                "Audit records that could not be written (their requests failed closed).",
+                &self.failed_records,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
 }
 
 impl Auditor {
     /// Starts the writer on `db` (or a disabled auditor that records nothing).
     pub fn start(db: Db, enabled: bool) -> Auditor {
         let appended = Arc::new(Notify::new());
+        let stats = Arc::new(WriterStats::default());
         if !enabled {
             tracing::warn!("AUDIT IS OFF: decisions and changes are not recorded");
-            return Auditor { tx: None, appended };
+            return Auditor {
+                tx: None,
+                appended,
+                stats,
+            };
         }
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(db, rx, appended.clone()));
+        tokio::spawn(writer(db, rx, appended.clone(), stats.clone()));
         Auditor {
             tx: Some(tx),
             appended,
+            stats,
         }
     }
 
@@ -101,7 +147,14 @@ pub fn unavailable(message: &str) -> ApiError {
     )
 }
 
-async fn writer(db: Db, mut rx: mpsc::Receiver<Job>, appended: Arc<Notify>) {
+async fn writer(
+    db: Db,
+    mut rx: mpsc::Receiver<Job>,
+    appended: Arc<Notify>,
+    stats: Arc<WriterStats>,
+) {
+    // Each chain's last (seq, hash), so that a group commit is one statement.
+    let mut heads = std::collections::HashMap::new();
     while let Some(first) = rx.recv().await {
         let mut count = first.records.len();
         let mut jobs = vec![first];
@@ -118,9 +171,20 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Job>, appended: Arc<Notify>) {
         for j in &mut jobs {
             batch.append(&mut j.records);
         }
-        let res = db.audit_append(&mut batch).await.map_err(|e| e.to_string());
+        let res = db
+            .audit_append(&mut batch, &mut heads)
+            .await
+            .map_err(|e| e.to_string());
         if res.is_ok() {
+            stats
+                .records
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            stats.commits.fetch_add(1, Ordering::Relaxed);
             appended.notify_waiters();
+        } else {
+            stats
+                .failed_records
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
         for j in jobs {
             let _ = j.done.send(res.clone());

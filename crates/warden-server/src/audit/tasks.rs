@@ -111,9 +111,13 @@ pub async fn checkpoint_all(
     state: &AppState,
     done: &mut HashMap<String, u64>,
 ) -> Result<usize, String> {
-    let heads = state.db.audit_heads().await.map_err(|e| e.to_string())?;
+    let mut orgs = state.org_ids();
+    orgs.push(crate::audit::SYSTEM_ORG.to_string());
     let mut n = 0;
-    for (org, seq, hash) in heads {
+    for org in orgs {
+        let Some((seq, hash)) = state.db.audit_head(&org).await.map_err(|e| e.to_string())? else {
+            continue;
+        };
         if done.get(&org).is_some_and(|s| *s >= seq) {
             continue;
         }
