@@ -89,7 +89,7 @@ impl Db {
             _ => url.to_string(),
         };
         let opts = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
-        let sqlite_pool = |max: u32, cache_kib: i64| {
+        let sqlite_pool = |max: u32, cache_kib: i64, autocheckpoint: u32| {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .min_connections(if url.contains(":memory:") { 1 } else { 0 })
@@ -110,9 +110,14 @@ impl Db {
                         .await?;
                         // Statement journals in memory, not in temporary files.
                         conn.execute("PRAGMA temp_store=MEMORY").await?;
-                        // Checkpoint the WAL less often: pages rewritten by many
-                        // small commits (the audit log's) are copied back once.
-                        conn.execute("PRAGMA wal_autocheckpoint=8000").await?;
+                        // The WAL is copied back every second beside the writers
+                        // (`Db::checkpoint_wal`), so that the checkpoints commits run
+                        // themselves find little left to copy; theirs let the WAL
+                        // restart from its beginning, which keeps it bounded.
+                        conn.execute(sqlx::AssertSqlSafe(format!(
+                            "PRAGMA wal_autocheckpoint={autocheckpoint}"
+                        )))
+                        .await?;
                         Ok(())
                     })
                 })
@@ -121,13 +126,18 @@ impl Db {
             Backend::Sqlite => {
                 // In-memory databases exist per connection: keep exactly one.
                 let memory = url.contains(":memory:");
-                let pool = sqlite_pool(if memory { 1 } else { 8 }, 8192)
+                let pool = sqlite_pool(if memory { 1 } else { 8 }, 8192, 1000)
                     .connect_with(opts.clone())
                     .await?;
                 let audit_pool = if memory {
                     pool.clone()
                 } else {
-                    sqlite_pool(1, 32768).connect_with(opts).await?
+                    // Its one connection is not pinged before each use: a ping is one
+                    // more round trip on every group commit.
+                    sqlite_pool(1, 32768, 2000)
+                        .test_before_acquire(false)
+                        .connect_with(opts)
+                        .await?
                 };
                 (pool, audit_pool)
             }
@@ -140,6 +150,7 @@ impl Db {
                 // Lazy: its connections are opened by the audit writer, on its thread.
                 let audit_pool = AnyPoolOptions::new()
                     .max_connections(2)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_lazy_with(opts);
                 (pool, audit_pool)
@@ -180,6 +191,18 @@ impl Db {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// Copies the SQLite write-ahead log back into the database as far as readers
+    /// allow, without blocking writers (`PASSIVE`); the server calls it every second
+    /// so that the audit writer's commits never pause for it. Nothing on PostgreSQL.
+    pub async fn checkpoint_wal(&self) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Whether the database answers.

@@ -171,7 +171,7 @@ const MIGRATIONS: &[&[&str]] = &[
             prev_hash TEXT NOT NULL,
             hash TEXT NOT NULL,
             PRIMARY KEY (org_id, seq)
-        ){WITHOUT_ROWID}",
+        )",
         // Only indexes that grow at their end (ids are UUIDv7, time-ordered): an
         // index on user, agent or resource would dirty a random page per record in
         // every group commit, which cost two thirds of decision throughput.
@@ -213,19 +213,7 @@ pub(crate) async fn run(db: &Db) -> Result<()> {
     let current = current.unwrap_or(0) as usize;
     for (i, steps) in MIGRATIONS.iter().enumerate().skip(current) {
         for sql in *steps {
-            // On SQLite, a table keyed by its primary key alone is one B-tree instead
-            // of two (the rows and the key's index): fewer pages per audit commit.
-            let sql = sql.replace(
-                "{WITHOUT_ROWID}",
-                if db.backend() == Backend::Sqlite {
-                    " WITHOUT ROWID"
-                } else {
-                    ""
-                },
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(*sql).execute(&mut *tx).await?;
         }
         sqlx::query("INSERT INTO warden_schema (version) VALUES ($1)")
             .bind((i + 1) as i64)

@@ -99,7 +99,24 @@ impl Auditor {
             };
         }
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(db, rx, appended.clone(), stats.clone()));
+        // The writer runs on a thread of its own, so that its wake-ups after each
+        // database round trip do not queue behind every request in flight.
+        let (notify, st) = (appended.clone(), stats.clone());
+        let spawned = std::thread::Builder::new()
+            .name("warden-audit".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(writer(db, rx, notify, st)),
+                    Err(e) => tracing::error!(error = %e, "the audit writer cannot start"),
+                }
+            });
+        if let Err(e) = spawned {
+            // Without a writer every decision fails closed (the queue is closed).
+            tracing::error!(error = %e, "the audit writer thread cannot start");
+        }
         Auditor {
             tx: Some(tx),
             appended,

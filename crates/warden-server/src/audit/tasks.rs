@@ -102,6 +102,21 @@ pub fn spawn(
             }
         }));
     }
+    {
+        // SQLite: the WAL is copied back here, not inside the audit writer's commits.
+        let (state, mut stop) = (state.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+                if let Err(e) = state.db.checkpoint_wal().await {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        }));
+    }
     tasks.push(tokio::spawn(deliver(state, cfg.webhook_poll, shutdown)));
     tasks
 }
