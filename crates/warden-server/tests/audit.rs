@@ -655,6 +655,17 @@ async fn webhook_suite(url: &str) {
         )
         .await;
     assert_eq!(s, 200, "{b}");
+    // Bad audit settings are refused.
+    for (bad, why) in [
+        (json!({"audit": {"retention_days": 0}}), "retention_days"),
+        (json!({"audit": {"webhook": {"url": "http://siem.example.com/in"}}}), "https"),
+        (json!({"audit": {"webhook": {"url": "not a url"}}}), "url"),
+        (json!({"audit": {"webhook": {"url": "https://siem.example.com/in", "secret": "short"}}}), "16"),
+    ] {
+        let (s, b) = acme.put("/v1/orgs/acme/settings", bad).await;
+        assert_eq!(s, 400, "{b}");
+        assert!(b["message"].as_str().unwrap().contains(why), "{b}");
+    }
     // The secret is not shown back, and writing back what was read keeps it.
     let (_, read) = acme.get("/v1/orgs/acme/settings").await;
     assert_eq!(read["audit"]["webhook"]["secret"], "(set)");

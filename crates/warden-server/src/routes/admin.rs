@@ -125,6 +125,15 @@ pub async fn put_settings(
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
     let previous = state.org_fresh(&org).await?.read().settings.clone();
+    if settings
+        .audit
+        .retention_days
+        .is_some_and(|d| !(1..=36_500).contains(&d))
+    {
+        return Err(ApiError::bad_request(
+            "audit.retention_days is 1 to 36500 (or absent: keep forever)",
+        ));
+    }
     if let Some(hook) = settings.audit.webhook.as_mut() {
         let url = reqwest::Url::parse(&hook.url)
             .map_err(|e| ApiError::bad_request(format!("audit.webhook.url: {e}")))?;
