@@ -658,9 +658,15 @@ async fn webhook_suite(url: &str) {
     // Bad audit settings are refused.
     for (bad, why) in [
         (json!({"audit": {"retention_days": 0}}), "retention_days"),
-        (json!({"audit": {"webhook": {"url": "http://siem.example.com/in"}}}), "https"),
+        (
+            json!({"audit": {"webhook": {"url": "http://siem.example.com/in"}}}),
+            "https",
+        ),
         (json!({"audit": {"webhook": {"url": "not a url"}}}), "url"),
-        (json!({"audit": {"webhook": {"url": "https://siem.example.com/in", "secret": "short"}}}), "16"),
+        (
+            json!({"audit": {"webhook": {"url": "https://siem.example.com/in", "secret": "short"}}}),
+            "16",
+        ),
     ] {
         let (s, b) = acme.put("/v1/orgs/acme/settings", bad).await;
         assert_eq!(s, 400, "{b}");
