@@ -2,6 +2,12 @@
 //! chain per organization, queries filter, retention cuts behind a checkpoint, and a
 //! webhook delivery lease is held by one node at a time.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test fixtures fail loudly"
+)]
+
 use warden_audit::{AuditRecord, Checkpoint, verify};
 use warden_storage::testing::TestDb;
 use warden_storage::{AuditFilter, Db};
@@ -12,16 +18,21 @@ fn record(org: &str, i: usize) -> AuditRecord {
         id: format!("{org}-{i}"),
         time_ms: 1_000 + i as i64,
         kind: "decision".into(),
-        action: if i % 2 == 0 { "viewer" } else { "editor" }.into(),
+        action: if i.is_multiple_of(2) {
+            "viewer"
+        } else {
+            "editor"
+        }
+        .into(),
         resource: Some(format!("doc:{}", i % 5)),
         user: Some(format!("user:u{}", i % 3)),
         agent: Some("agent:bot".into()),
-        actors: if i % 4 == 0 {
+        actors: if i.is_multiple_of(4) {
             vec!["agent:helper".into()]
         } else {
             Vec::new()
         },
-        allowed: Some(i % 2 == 0),
+        allowed: Some(i.is_multiple_of(2)),
         detail: serde_json::json!({"reasons": [{"check": "user_holds", "detail": format!("Path {i} 100%")}]}),
         revision: Some(i as i64),
         ..Default::default()
