@@ -107,6 +107,31 @@ async fn a_write_on_one_node_is_seen_on_the_other() {
         .post("/v1/orgs/beta/models", json!({"dsl": DSL}))
         .await;
     assert_eq!(s, 201);
+
+    // Both nodes append to the same organization's audit chain at once: it stays one
+    // linear, verifiable chain (a node whose idea of the chain's end is stale retries).
+    let mut tasks = Vec::new();
+    for (n, c) in [(0, acme_a.clone()), (1, acme_b.clone())] {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..40 {
+                let (s, b) = c
+                    .post(
+                        "/v1/orgs/acme/check",
+                        json!({"user": format!("user:n{n}-{i}"), "relation": "viewer", "object": "doc:1"}),
+                    )
+                    .await;
+                assert_eq!(s, 200, "{b}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for c in [&acme_a, &acme_b] {
+        let (s, v) = c.get("/v1/orgs/acme/audit/verify").await;
+        assert_eq!((s, &v["ok"]), (200, &json!(true)), "{v}");
+        assert!(v["report"]["records"].as_u64().unwrap() >= 80, "{v}");
+    }
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use warden_server::{Config, Server};
 
+#[derive(Clone)]
 pub struct Client {
     pub base: String,
     pub key: String,
