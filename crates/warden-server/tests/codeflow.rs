@@ -196,6 +196,19 @@ async fn authorization_code_with_pkce_consent_and_refresh_rotation() {
         .await
         .unwrap();
     assert!(location.starts_with(REDIRECT), "{location}");
+    // Both attempts and the consent are on the audit record; the password is not.
+    let (_, log) = acme.get("/v1/orgs/acme/audit?kind=change&limit=1000").await;
+    let actions: Vec<&str> = log["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for a in ["signin.failed", "signin", "consent.grant"] {
+        assert!(actions.contains(&a), "{a} not in {actions:?}");
+    }
+    assert!(!log.to_string().contains("correct horse battery"));
+    assert!(!log.to_string().contains("wrong password!"));
     let q = query_of(&location);
     assert_eq!(q["state"], "st-123");
     assert_eq!(q["iss"], base, "RFC 9207 iss in the response");

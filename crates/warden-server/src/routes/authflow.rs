@@ -353,6 +353,7 @@ fn verify_password(hash: &str, password: &str) -> bool {
 /// `POST /oauth2/authorize/signin`.
 pub async fn signin(
     State(state): State<Arc<AppState>>,
+    meta: crate::audit::Meta,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
     let Some(mut t) = f
@@ -386,7 +387,26 @@ pub async fn signin(
         }
     };
     let ticket_again = f.get("ticket").cloned().unwrap_or_default();
-    if !(verified && user_ok) {
+    // Every sign-in attempt is on the record (the name as typed, never the password).
+    let signed_in = verified && user_ok;
+    let mut rec = meta.record(
+        &t.org,
+        "change",
+        if signed_in { "signin" } else { "signin.failed" },
+    );
+    rec.user = Some(format!(
+        "user:{}",
+        username.chars().take(256).collect::<String>()
+    ));
+    rec.agent = Some(format!("agent:{}", t.agent));
+    rec.allowed = Some(signed_in);
+    if crate::audit::change_recorded(&state.audit, rec)
+        .await
+        .is_err()
+    {
+        return error_page("the audit log cannot be written; try again later");
+    }
+    if !signed_in {
         tracing::info!(org = %t.org, "sign-in refused");
         return signin_page(&ticket_again, &t.agent, Some("wrong user or password"));
     }
