@@ -146,8 +146,8 @@ impl ChainVerifier {
         Ok(())
     }
 
-    /// After the last page: no checkpoint and not the chain head (the last record the
-    /// writer recorded, when known) may lie beyond the last record.
+    /// After the last page: no checkpoint, and not `head` (the end of the chain as the
+    /// source stated it, e.g. an export's last line), may lie beyond the last record.
     pub fn finish(&self, head: Option<(u64, &str)>) -> Result<Option<(u64, String)>, Tamper> {
         let last = self.prev.as_ref().map_or(0, |(s, _)| *s);
         if let Some((&seq, _)) = self.expected.range(last + 1..).next() {

@@ -2,8 +2,9 @@
 //!
 //! Line 1 is `{"header": ...}` (organization, the cut checkpoint the log starts after,
 //! the server's public keys); then every signed checkpoint (`{"checkpoint": ...}`);
-//! then every record in sequence order (`{"record": ...}`); last, the chain head the
-//! server's writer recorded (`{"head": {"seq": N, "hash": "..."}}`).
+//! then every record in sequence order (`{"record": ...}`); last, the end of the chain
+//! when the export began (`{"head": {"seq": N, "hash": "..."}}`), so that a file cut
+//! short is noticed.
 
 use std::io::BufRead;
 
