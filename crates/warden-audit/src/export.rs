@@ -69,6 +69,27 @@ pub struct Report {
 }
 
 impl Report {
+    /// What a verification found: `checkpoints` signed checkpoints verified, the
+    /// records `v` walked (none if the checkpoints did not verify), the first problem.
+    pub fn of(
+        org: &str,
+        keys: &'static str,
+        checkpoints: u64,
+        v: Option<&ChainVerifier>,
+        problem: Option<Tamper>,
+    ) -> Report {
+        let (records, first_seq) = v.map_or((0, None), ChainVerifier::counted);
+        Report {
+            org: org.to_string(),
+            records,
+            first_seq,
+            last_seq: v.and_then(|v| v.last()).map(|(s, _)| s),
+            checkpoints,
+            keys,
+            problem,
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.problem.is_none()
     }
@@ -149,26 +170,11 @@ pub fn verify_export(
         Some(k) => (k.to_vec(), "given"),
         None => (header.keys.clone(), "export"),
     };
-    let mut report = Report {
-        org: header.org.clone(),
-        records: 0,
-        first_seq: None,
-        last_seq: None,
-        checkpoints: 0,
-        keys: keys_from,
-        problem: None,
-    };
+    let org = header.org.as_str();
     let mut checkpoints = Vec::new();
     let mut verifier: Option<ChainVerifier> = None;
     let mut page: Vec<AuditRecord> = Vec::new();
     let mut head = None;
-    let finish = |report: &mut Report, v: &ChainVerifier, problem: Option<Tamper>| {
-        let (count, first) = v.counted();
-        report.records = count;
-        report.first_seq = first;
-        report.last_seq = v.last().map(|(s, _)| s);
-        report.problem = problem;
-    };
     for (n, line) in lines {
         let line = line?;
         if line.trim().is_empty() {
@@ -191,32 +197,23 @@ pub fn verify_export(
                 checkpoints.push(cp);
             }
             ExportLine::Record(r) => {
-                if verifier.is_none() {
-                    report.checkpoints = checkpoints.len() as u64;
-                    match prepare(&header.org, header.anchor.as_ref(), &checkpoints, &keys) {
-                        Ok(v) => verifier = Some(v),
-                        Err(t) => {
-                            report.problem = Some(t);
-                            report.checkpoints = 0;
-                            return Ok(report);
-                        }
-                    }
-                }
-                if r.org != header.org {
-                    let v = verifier.take().unwrap_or_default();
-                    finish(&mut report, &v, Some(Tamper::Edited { seq: r.seq }));
-                    return Ok(report);
+                let v = match &mut verifier {
+                    Some(v) => v,
+                    None => match prepare(org, header.anchor.as_ref(), &checkpoints, &keys) {
+                        Ok(v) => verifier.insert(v),
+                        Err(t) => return Ok(Report::of(org, keys_from, 0, None, Some(t))),
+                    },
+                };
+                let cps = checkpoints.len() as u64;
+                if r.org != org {
+                    let t = Tamper::Edited { seq: r.seq };
+                    return Ok(Report::of(org, keys_from, cps, Some(v), Some(t)));
                 }
                 page.push(*r);
-                if page.len() >= PAGE
-                    && let Some(v) = verifier.as_mut()
-                    && let Err(t) = v.run(&page)
-                {
-                    let v = v.clone();
-                    finish(&mut report, &v, Some(t));
-                    return Ok(report);
-                }
                 if page.len() >= PAGE {
+                    if let Err(t) = v.run(&page) {
+                        return Ok(Report::of(org, keys_from, cps, Some(v), Some(t)));
+                    }
                     page.clear();
                 }
             }
@@ -225,22 +222,21 @@ pub fn verify_export(
     }
     let mut v = match verifier {
         Some(v) => v,
-        None => {
-            report.checkpoints = checkpoints.len() as u64;
-            match prepare(&header.org, header.anchor.as_ref(), &checkpoints, &keys) {
-                Ok(v) => v,
-                Err(t) => {
-                    report.problem = Some(t);
-                    return Ok(report);
-                }
-            }
-        }
+        None => match prepare(org, header.anchor.as_ref(), &checkpoints, &keys) {
+            Ok(v) => v,
+            Err(t) => return Ok(Report::of(org, keys_from, 0, None, Some(t))),
+        },
     };
     let result = v
         .run(&page)
         .and_then(|()| v.finish(head.as_ref().map(|(s, h)| (*s, h.as_str()))));
-    finish(&mut report, &v, result.err());
-    Ok(report)
+    Ok(Report::of(
+        org,
+        keys_from,
+        checkpoints.len() as u64,
+        Some(&v),
+        result.err(),
+    ))
 }
 
 #[cfg(test)]

@@ -150,6 +150,7 @@ async fn suite(url: &str) {
     assert_eq!(by_resource.len(), 1);
     assert_eq!(by_resource[0]["id"], json!(denied_id));
     let denials = query(&acme, "acme", "decision=deny").await;
+    assert!(!denials.is_empty());
     assert!(denials.iter().all(|x| x["allowed"] == json!(false)));
     assert_eq!(
         query(&acme, "acme", "q=NO+RELATIONSHIP+grants").await.len(),
@@ -267,6 +268,13 @@ async fn suite(url: &str) {
     assert_eq!(s, 404);
     let (s, _) = acme.post(&path, json!({"result": "maybe"})).await;
     assert_eq!(s, 400);
+    let (s, b) = acme
+        .post(
+            &path,
+            json!({"result": "failure", "detail": "x".repeat(9000)}),
+        )
+        .await;
+    assert_eq!(s, 400, "an oversized detail: {b}");
     let (s, _) = other.post(&path, json!({"result": "success"})).await;
     assert_eq!(s, 403, "another organization's key");
     let (s, _) = other
@@ -408,6 +416,25 @@ async fn suite(url: &str) {
         .await;
     assert_eq!(s, 503, "{b}");
     assert!(b.get("allowed").is_none());
+    // A change that committed but could not be recorded says so.
+    let (s, b) = acme
+        .post(
+            "/v1/orgs/acme/tuples/write",
+            json!({"writes": [{"user": "user:bob", "relation": "viewer", "object": "document:memo"}]}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (503, Some("audit_unavailable")),
+        "{b}"
+    );
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("committed (revision"),
+        "{b}"
+    );
     server.shutdown().await.unwrap();
 }
 

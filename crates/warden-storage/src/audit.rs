@@ -185,6 +185,30 @@ fn record_from(row: &AnyRow) -> Result<AuditRecord> {
     })
 }
 
+/// A row's `(seq, hash)`.
+fn seq_hash(row: &AnyRow) -> Result<(u64, String)> {
+    Ok((
+        row.try_get::<i64, _>("seq")?.max(0) as u64,
+        row.try_get("hash")?,
+    ))
+}
+
+/// Stores a signed checkpoint; a second one for the same position is ignored.
+fn insert_checkpoint(
+    cp: &Checkpoint,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (org_id, seq, kind, hash, time_ms, jws) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, seq, kind) DO NOTHING",
+    )
+    .bind(cp.org.clone())
+    .bind(cp.seq as i64)
+    .bind(cp.kind.clone())
+    .bind(cp.hash.clone())
+    .bind(cp.time_ms)
+    .bind(cp.jws.clone())
+}
+
 fn checkpoint_from(row: &AnyRow) -> Result<Checkpoint> {
     Ok(Checkpoint {
         org: row.try_get("org_id")?,
@@ -307,48 +331,55 @@ impl Db {
         descending: bool,
         limit: u32,
     ) -> Result<Vec<AuditRecord>> {
+        /// A bound value, in placeholder order.
+        enum Arg {
+            Text(String),
+            Int(i64),
+        }
         let mut sql = String::from("SELECT * FROM audit_records WHERE org_id = $1");
-        let mut args: Vec<String> = vec![org.to_string()];
-        let mut int_args: Vec<(usize, i64)> = Vec::new();
-        let mut push = |sql: &mut String, clause: &str, v: String| {
+        let mut args = vec![Arg::Text(org.to_string())];
+        // Appends `clause` with its `$?` numbered as the next placeholder.
+        let mut push = |sql: &mut String, clause: &str, v: Arg| {
             args.push(v);
             sql.push_str(&clause.replace("$?", &format!("${}", args.len())));
         };
         if let Some(v) = &filter.user {
-            push(&mut sql, " AND user_id = $?", typed("user", v));
+            push(&mut sql, " AND user_id = $?", Arg::Text(typed("user", v)));
         }
         if let Some(v) = &filter.agent {
-            push(&mut sql, " AND agent_id = $?", typed("agent", v));
+            push(&mut sql, " AND agent_id = $?", Arg::Text(typed("agent", v)));
         }
         if let Some(v) = &filter.actor {
             let a = typed("agent", v);
-            push(&mut sql, " AND (agent_id = $?", a.clone());
+            let pattern = contains_pattern(&format!("\"{a}\""));
+            push(&mut sql, " AND (agent_id = $?", Arg::Text(a));
             push(
                 &mut sql,
                 " OR actors LIKE $? ESCAPE '\\')",
-                contains_pattern(&format!("\"{a}\"")),
+                Arg::Text(pattern),
             );
         }
-        if let Some(v) = &filter.resource {
-            push(&mut sql, " AND resource = $?", v.clone());
-        }
-        if let Some(v) = &filter.action {
-            push(&mut sql, " AND action = $?", v.clone());
-        }
-        if let Some(v) = &filter.kind {
-            push(&mut sql, " AND kind = $?", v.clone());
-        }
-        if let Some(v) = &filter.refers_to {
-            push(&mut sql, " AND refers_to = $?", v.clone());
-        }
-        if let Some(v) = &filter.id {
-            push(&mut sql, " AND id = $?", v.clone());
+        for (column, value) in [
+            ("resource", &filter.resource),
+            ("action", &filter.action),
+            ("kind", &filter.kind),
+            ("refers_to", &filter.refers_to),
+            ("id", &filter.id),
+        ] {
+            if let Some(v) = value {
+                push(
+                    &mut sql,
+                    &format!(" AND {column} = $?"),
+                    Arg::Text(v.clone()),
+                );
+            }
         }
         if let Some(v) = &filter.text {
+            let pattern = contains_pattern(&v.to_lowercase());
             push(
                 &mut sql,
                 " AND LOWER(detail) LIKE $? ESCAPE '\\'",
-                contains_pattern(&v.to_lowercase()),
+                Arg::Text(pattern),
             );
         }
         match filter.decision.as_deref() {
@@ -361,39 +392,38 @@ impl Db {
                 )));
             }
         }
-        let mut n = args.len();
-        let mut int = |sql: &mut String, clause: &str, v: i64| {
-            n += 1;
-            int_args.push((n, v));
-            sql.push_str(&clause.replace("$?", &format!("${n}")));
-        };
         if let Some(v) = filter.from_ms {
-            int(&mut sql, " AND time_ms >= $?", v);
+            push(&mut sql, " AND time_ms >= $?", Arg::Int(v));
         }
         if let Some(v) = filter.to_ms {
-            int(&mut sql, " AND time_ms < $?", v);
+            push(&mut sql, " AND time_ms < $?", Arg::Int(v));
         }
         if let Some(c) = cursor {
-            let c = i64::try_from(c).unwrap_or(i64::MAX);
-            if descending {
-                int(&mut sql, " AND seq < $?", c);
-            } else {
-                int(&mut sql, " AND seq > $?", c);
-            }
+            let c = Arg::Int(i64::try_from(c).unwrap_or(i64::MAX));
+            push(
+                &mut sql,
+                if descending {
+                    " AND seq < $?"
+                } else {
+                    " AND seq > $?"
+                },
+                c,
+            );
         }
         sql.push_str(if descending {
             " ORDER BY seq DESC"
         } else {
             " ORDER BY seq"
         });
-        int(&mut sql, " LIMIT $?", i64::from(limit));
-        // Only fixed clauses and placeholders are spliced in; every value is bound.
+        push(&mut sql, " LIMIT $?", Arg::Int(i64::from(limit)));
+        // Only fixed clauses, column names from the list above and placeholders are
+        // spliced in; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for a in &args {
-            q = q.bind(a.clone());
-        }
-        for (_, v) in &int_args {
-            q = q.bind(*v);
+        for a in args {
+            q = match a {
+                Arg::Text(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+            };
         }
         let rows = q.fetch_all(self.pool()).await?;
         rows.iter().map(record_from).collect()
@@ -455,39 +485,17 @@ impl Db {
         .fetch_optional(pool)
         .await?;
         if let Some(r) = row {
-            return Ok(Some((
-                r.try_get::<i64, _>("seq")?.max(0) as u64,
-                r.try_get("hash")?,
-            )));
+            return seq_hash(&r).map(Some);
         }
-        let cut = sqlx::query(
-            "SELECT * FROM audit_checkpoints WHERE org_id = $1 AND kind = 'cut' \
-             ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(org)
-        .fetch_optional(pool)
-        .await?;
-        Ok(cut
-            .as_ref()
-            .map(checkpoint_from)
-            .transpose()?
+        Ok(self
+            .audit_anchor_on(pool, org)
+            .await?
             .map(|a| (a.seq, a.hash)))
     }
 
     /// Stores a signed checkpoint (a second one for the same position is ignored).
     pub async fn audit_add_checkpoint(&self, cp: &Checkpoint) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_checkpoints (org_id, seq, kind, hash, time_ms, jws) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, seq, kind) DO NOTHING",
-        )
-        .bind(cp.org.clone())
-        .bind(cp.seq as i64)
-        .bind(cp.kind.clone())
-        .bind(cp.hash.clone())
-        .bind(cp.time_ms)
-        .bind(cp.jws.clone())
-        .execute(self.pool())
-        .await?;
+        insert_checkpoint(cp).execute(self.pool()).await?;
         Ok(())
     }
 
@@ -515,13 +523,7 @@ impl Db {
         .bind(before_ms)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|r| {
-            Ok((
-                r.try_get::<i64, _>("seq")?.max(0) as u64,
-                r.try_get("hash")?,
-            ))
-        })
-        .transpose()
+        row.as_ref().map(seq_hash).transpose()
     }
 
     /// Removes the records up to the signed `cut` checkpoint and the checkpoints
@@ -533,18 +535,7 @@ impl Db {
             ));
         }
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO audit_checkpoints (org_id, seq, kind, hash, time_ms, jws) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, seq, kind) DO NOTHING",
-        )
-        .bind(cut.org.clone())
-        .bind(cut.seq as i64)
-        .bind(cut.kind.clone())
-        .bind(cut.hash.clone())
-        .bind(cut.time_ms)
-        .bind(cut.jws.clone())
-        .execute(&mut *tx)
-        .await?;
+        insert_checkpoint(cut).execute(&mut *tx).await?;
         let removed = sqlx::query("DELETE FROM audit_records WHERE org_id = $1 AND seq <= $2")
             .bind(cut.org.clone())
             .bind(cut.seq as i64)
@@ -562,12 +553,16 @@ impl Db {
 
     /// The cut the retained log starts after, if retention has removed records.
     pub async fn audit_anchor(&self, org: &str) -> Result<Option<Checkpoint>> {
+        self.audit_anchor_on(self.pool(), org).await
+    }
+
+    async fn audit_anchor_on(&self, pool: &sqlx::AnyPool, org: &str) -> Result<Option<Checkpoint>> {
         let row = sqlx::query(
             "SELECT * FROM audit_checkpoints WHERE org_id = $1 AND kind = 'cut' \
              ORDER BY seq DESC LIMIT 1",
         )
         .bind(org)
-        .fetch_optional(self.pool())
+        .fetch_optional(pool)
         .await?;
         row.as_ref().map(checkpoint_from).transpose()
     }

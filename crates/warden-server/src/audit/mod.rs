@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use tokio::sync::{Notify, mpsc, oneshot};
 use warden_audit::AuditRecord;
 use warden_storage::Db;
@@ -210,20 +210,28 @@ async fn writer(
 }
 
 /// The request id every response carries (`X-Request-Id`), set by the observing
-/// middleware: the client's, when it sent a sane one, or a fresh UUIDv7.
+/// middleware: the client's, when it sent a sane one, or a fresh UUIDv7. Kept as the
+/// header value, so that echoing it costs a reference count, not a copy.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub Arc<str>);
+pub struct RequestId(pub HeaderValue);
 
 impl RequestId {
     /// The client's id if it is 1-128 visible ASCII characters, else a new one.
-    pub fn from_header(v: Option<&axum::http::HeaderValue>) -> RequestId {
-        let given = v
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()));
-        RequestId(match given {
-            Some(s) => Arc::from(s),
-            None => Arc::from(uuid::Uuid::now_v7().to_string()),
+    pub fn from_header(v: Option<&HeaderValue>) -> RequestId {
+        let sane = |v: &&HeaderValue| {
+            let b = v.as_bytes();
+            !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
+        };
+        RequestId(match v.filter(sane) {
+            Some(v) => v.clone(),
+            None => HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+                .unwrap_or(HeaderValue::from_static("-")),
         })
+    }
+
+    /// The id as text (visible ASCII by construction).
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or("-")
     }
 }
 
@@ -239,7 +247,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Meta {
-            request_id: parts.extensions.get::<RequestId>().map(|r| r.0.to_string()),
+            request_id: parts
+                .extensions
+                .get::<RequestId>()
+                .map(|r| r.as_str().to_string()),
             client_addr: parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
@@ -259,9 +270,15 @@ impl Meta {
             action: action.to_string(),
             request_id: self.request_id.clone(),
             client_addr: self.client_addr.clone(),
-            detail: serde_json::Value::Null,
             ..Default::default()
         }
+    }
+
+    /// A new record of this request made with an API key (`caller`: `key:<id>`).
+    pub fn by_key(&self, org: &str, caller: &Caller, kind: &str, action: &str) -> AuditRecord {
+        let mut r = self.record(org, kind, action);
+        r.caller = Some(format!("key:{}", caller.0.id));
+        r
     }
 
     /// A decision record by an API key caller.
@@ -272,23 +289,15 @@ impl Meta {
         action: &str,
         resource: &str,
     ) -> AuditRecord {
-        let mut r = self.record(org, "decision", action);
-        r.caller = Some(caller_id(caller));
+        let mut r = self.by_key(org, caller, "decision", action);
         r.resource = Some(resource.to_string());
         r
     }
 
     /// A change record by an API key caller.
     pub fn change(&self, org: &str, caller: &Caller, action: &str) -> AuditRecord {
-        let mut r = self.record(org, "change", action);
-        r.caller = Some(caller_id(caller));
-        r
+        self.by_key(org, caller, "change", action)
     }
-}
-
-/// How a record names an API key caller.
-pub fn caller_id(caller: &Caller) -> String {
-    format!("key:{}", caller.0.id)
 }
 
 /// Sets `user` or `agent` from a check's subject (`user:anne`, `agent:bot`).

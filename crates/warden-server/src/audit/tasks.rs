@@ -322,20 +322,13 @@ async fn deliver_batch(
     };
     let body = serde_json::to_vec(&serde_json::json!({"org": org, "records": records}))
         .map_err(|e| e.to_string())?;
-    let mut req = client
-        .post(&hook.url)
-        .header("content-type", "application/json")
-        .header(
-            "x-warden-delivery",
-            format!("{org}/{}-{last}", delivered + 1),
-        );
-    if let Some(secret) = &hook.secret {
-        req = req.header("x-warden-signature", signature(secret, &body));
-    }
-    let res = req.body(body).send().await.map_err(|e| e.to_string())?;
-    if !res.status().is_success() {
-        return Err(format!("the receiver answered {}", res.status()));
-    }
+    post(
+        client,
+        hook,
+        &format!("{org}/{}-{last}", delivered + 1),
+        body,
+    )
+    .await?;
     state
         .db
         .audit_sink_advance(org, node, last)
@@ -344,9 +337,48 @@ async fn deliver_batch(
     Ok(true)
 }
 
+/// Posts one delivery; `Ok` on a 2xx answer. Errors never carry the receiver's URL
+/// (it may hold a token, and delivery errors are logged).
+async fn post(
+    client: &reqwest::Client,
+    hook: &crate::state::AuditWebhook,
+    delivery: &str,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let mut req = client
+        .post(&hook.url)
+        .header("content-type", "application/json")
+        .header("x-warden-delivery", delivery);
+    if let Some(secret) = &hook.secret {
+        req = req.header("x-warden-signature", signature(secret, &body));
+    }
+    let res = req
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    if !res.status().is_success() {
+        return Err(format!("the receiver answered {}", res.status()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn delivery_errors_do_not_carry_the_receivers_url() {
+        // Nothing listens on port 1.
+        let hook = crate::state::AuditWebhook {
+            url: "http://127.0.0.1:1/in?token=s3cret-in-url".into(),
+            secret: None,
+        };
+        let err = post(&reqwest::Client::new(), &hook, "acme/1-1", b"{}".to_vec())
+            .await
+            .unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
 
     #[test]
     fn signatures_are_rfc_4231_hmac_sha256() {

@@ -265,19 +265,10 @@ pub async fn verify(
         .into_iter()
         .filter(|c| c.seq <= head_seq)
         .collect();
-    let mut report = Report {
-        org: org.clone(),
-        records: 0,
-        first_seq: None,
-        last_seq: None,
-        checkpoints: checkpoints.len() as u64,
-        keys: "server",
-        problem: None,
-    };
     let mut v = match prepare(&org, anchor.as_ref(), &checkpoints, &public_keys(&state)) {
         Ok(v) => v,
         Err(t) => {
-            report.problem = Some(t);
+            let report = Report::of(&org, "server", 0, None, Some(t));
             return Ok(axum::Json(json!({"ok": false, "report": report})));
         }
     };
@@ -295,16 +286,10 @@ pub async fn verify(
         }
         after = last;
     }
-    if problem.is_none()
-        && let Err(t) = v.finish(head.as_ref().map(|(s, h)| (*s, h.as_str())))
-    {
-        problem = Some(t);
+    if problem.is_none() {
+        problem = v.finish(head.as_ref().map(|(s, h)| (*s, h.as_str()))).err();
     }
-    let (count, first) = v.counted();
-    report.records = count;
-    report.first_seq = first;
-    report.last_seq = v.last().map(|(s, _)| s);
-    report.problem = problem;
+    let report = Report::of(&org, "server", checkpoints.len() as u64, Some(&v), problem);
     Ok(axum::Json(json!({"ok": report.ok(), "report": report})))
 }
 
@@ -389,8 +374,7 @@ pub async fn outcome(
             "an outcome was already reported for this decision",
         ));
     }
-    let mut rec = meta.record(&org, "outcome", &body.result);
-    rec.caller = Some(crate::audit::caller_id(&caller));
+    let mut rec = meta.by_key(&org, &caller, "outcome", &body.result);
     rec.refers_to = Some(decision_id);
     rec.resource = decision.resource;
     rec.subject = decision.subject;

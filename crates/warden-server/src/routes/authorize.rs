@@ -173,10 +173,7 @@ pub fn decide(
             Ok(_) => (false, json!("no relationship grants it")),
             Err(e) => {
                 let e: ApiError = e.into();
-                (
-                    false,
-                    json!({"error": {"code": e.code, "message": e.message}}),
-                )
+                (false, json!({ "error": e }))
             }
         };
         allowed &= push(check, ok, Some(subject), detail);

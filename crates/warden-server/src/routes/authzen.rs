@@ -161,7 +161,7 @@ fn decide(
     let res = decide_recorded(data, subject, action, resource, obj, ev, r);
     if let Err(e) = &res {
         r.allowed = None;
-        r.detail = json!({"error": {"code": e.code, "message": e.message}});
+        r.detail = json!({ "error": e });
     }
     res
 }
@@ -276,8 +276,7 @@ pub async fn evaluation(
 }
 
 fn new_record(meta: &Meta, org: &str, caller: &Caller, revision: i64) -> AuditRecord {
-    let mut r = meta.record(org, "decision", "");
-    r.caller = Some(crate::audit::caller_id(caller));
+    let mut r = meta.by_key(org, caller, "decision", "");
     r.revision = Some(revision);
     r
 }

@@ -68,7 +68,7 @@ pub(crate) fn check_recorded(
         }
         Err(e) => {
             let e: ApiError = e.clone().into();
-            rec.detail = json!({"error": {"code": e.code, "message": e.message}});
+            rec.detail = json!({ "error": e });
         }
     }
     res

@@ -173,14 +173,13 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
     let mut res = next.run(req).await;
-    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id.0) {
-        res.headers_mut().insert("x-request-id", v);
-    }
+    res.headers_mut()
+        .insert("x-request-id", request_id.0.clone());
     let took = started.elapsed();
     let status = res.status().as_u16();
     state
         .metrics
         .record_request(method.as_str(), route, status, took);
-    tracing::debug!(%method, route, status, request_id = %request_id.0, micros = took.as_micros() as u64, "request");
+    tracing::debug!(%method, route, status, request_id = request_id.as_str(), micros = took.as_micros() as u64, "request");
     res
 }
