@@ -19,4 +19,4 @@ pub mod record;
 pub use chain::{Tamper, verify};
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use export::{ExportHeader, ExportLine, Report, verify_export};
-pub use record::{AuditRecord, GENESIS};
+pub use record::{AuditRecord, GENESIS, Prepared};

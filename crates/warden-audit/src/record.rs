@@ -104,8 +104,10 @@ struct Canonical<'a> {
 }
 
 impl AuditRecord {
-    /// The hash this record must carry: over `prev_hash` and its content.
-    pub fn compute_hash(&self) -> String {
+    /// The hashed content: canonical JSON of every field but `seq`, `prev_hash` and
+    /// `hash`. It does not depend on the record's place in the chain, so it can be
+    /// made before the record is chained.
+    pub fn content(&self) -> Vec<u8> {
         let c = Canonical {
             org: &self.org,
             id: &self.id,
@@ -129,12 +131,13 @@ impl AuditRecord {
             request_id: &self.request_id,
             client_addr: &self.client_addr,
         };
-        let mut h = Sha256::new();
-        h.update(self.prev_hash.as_bytes());
-        h.update(b"\n");
         // Serializing plain data into a Vec cannot fail.
-        h.update(serde_json::to_vec(&c).unwrap_or_default());
-        hex::encode(h.finalize())
+        serde_json::to_vec(&c).unwrap_or_default()
+    }
+
+    /// The hash this record must carry: over `prev_hash` and its content.
+    pub fn compute_hash(&self) -> String {
+        link(&self.prev_hash, &self.content())
     }
 
     /// Chains this record after `prev` (or first, with `None`): sets `seq`,
@@ -147,5 +150,127 @@ impl AuditRecord {
         self.seq = seq;
         self.prev_hash = prev_hash;
         self.hash = self.compute_hash();
+    }
+}
+
+/// SHA-256 over a previous hash and a record's content, hex-encoded.
+fn link(prev_hash: &str, content: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(content);
+    hex::encode(h.finalize())
+}
+
+/// A record not yet chained, with everything that does not depend on its place in
+/// the chain worked out ahead: its hashed content and its JSON columns. Chaining must
+/// happen in order, on one writer; preparing can happen on whichever thread made the
+/// record, so that what remains for the writer is one SHA-256 per record.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub record: AuditRecord,
+    content: Vec<u8>,
+    /// `detail` as JSON text.
+    pub detail_json: String,
+    /// `actors` as a JSON array, or `None` when there are none.
+    pub actors_json: Option<String>,
+}
+
+impl Prepared {
+    pub fn new(record: AuditRecord) -> Prepared {
+        let content = record.content();
+        let detail_json = record.detail.to_string();
+        let actors_json = (!record.actors.is_empty())
+            .then(|| serde_json::to_string(&record.actors).unwrap_or_default());
+        Prepared {
+            record,
+            content,
+            detail_json,
+            actors_json,
+        }
+    }
+
+    /// Chains the record after `prev` (or first, with `None`), like
+    /// [`AuditRecord::seal`].
+    pub fn seal(&mut self, prev: Option<(u64, &str)>) {
+        let r = &mut self.record;
+        match prev {
+            Some((s, h)) => {
+                r.seq = s + 1;
+                h.clone_into(&mut r.prev_hash);
+            }
+            None => {
+                r.seq = 1;
+                GENESIS.clone_into(&mut r.prev_hash);
+            }
+        }
+        r.hash = link(&r.prev_hash, &self.content);
+    }
+}
+
+impl From<AuditRecord> for Prepared {
+    fn from(record: AuditRecord) -> Prepared {
+        Prepared::new(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> AuditRecord {
+        AuditRecord {
+            org: "acme".into(),
+            id: "d1".into(),
+            time_ms: 1_700_000_000_000,
+            kind: "decision".into(),
+            action: "viewer".into(),
+            resource: Some("doc:1".into()),
+            agent: Some("agent:bot".into()),
+            actors: vec!["agent:sub".into()],
+            allowed: Some(true),
+            detail: serde_json::json!({"path": ["doc:1#viewer"]}),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn prepared_records_chain_exactly_like_plain_ones() {
+        let mut plain = sample();
+        let mut prepared = Prepared::new(sample());
+        plain.seal(None);
+        prepared.seal(None);
+        assert_eq!(prepared.record, plain);
+        assert_eq!(plain.seq, 1);
+        assert_eq!(plain.prev_hash, GENESIS);
+
+        let mut next_plain = sample();
+        next_plain.id = "d2".into();
+        let mut next_prepared = Prepared::new(next_plain.clone());
+        next_plain.seal(Some((plain.seq, &plain.hash)));
+        next_prepared.seal(Some((plain.seq, &plain.hash)));
+        assert_eq!(next_prepared.record, next_plain);
+        assert_eq!(next_plain.seq, 2);
+        assert_ne!(next_plain.hash, plain.hash);
+        assert_eq!(next_plain.hash, next_plain.compute_hash());
+
+        assert_eq!(prepared.actors_json.as_deref(), Some(r#"["agent:sub"]"#));
+        assert_eq!(prepared.detail_json, r#"{"path":["doc:1#viewer"]}"#);
+        assert_eq!(Prepared::new(AuditRecord::default()).actors_json, None);
+    }
+
+    #[test]
+    fn the_hash_covers_content_and_link_but_not_seq() {
+        let mut a = sample();
+        a.seal(None);
+        let mut renumbered = a.clone();
+        renumbered.seq = 7;
+        assert_eq!(renumbered.compute_hash(), a.hash);
+        let mut edited = a.clone();
+        edited.allowed = Some(false);
+        assert_ne!(edited.compute_hash(), a.hash);
+        let mut relinked = a.clone();
+        relinked.prev_hash = "1".repeat(64);
+        assert_ne!(relinked.compute_hash(), a.hash);
     }
 }

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use warden_audit::{AuditRecord, Checkpoint, GENESIS};
+use warden_audit::{AuditRecord, Checkpoint, GENESIS, Prepared};
 
 use crate::{Db, Result, StorageError};
 
@@ -23,35 +23,60 @@ const NCOLS: usize = 24;
 /// and PostgreSQL's 65,535).
 const MAX_ROWS: usize = 1024;
 
-/// A multi-row insert of `rows`.
-fn insert_statement(
-    backend: crate::Backend,
-    rows: &[&AuditRecord],
-) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
-    let mut sql = format!("INSERT INTO audit_records ({COLUMNS}) VALUES ");
-    for i in 0..rows.len() {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..NCOLS {
-            if c > 0 {
+/// Columns bound as integers (the rest are text), by position in [`COLUMNS`].
+const INT_COLUMNS: [usize; 4] = [1, 3, 14, 17];
+
+/// The insert statement for up to `2^size_log2` rows. Only these few texts exist (one
+/// per power of two up to [`MAX_ROWS`]), so they stay prepared in each connection's
+/// statement cache; rows beyond the batch are bound as NULLs and filtered out. One
+/// statement per commit means one round trip to the database, and it runs as its
+/// own transaction.
+fn insert_sql(backend: crate::Backend, size_log2: u32) -> &'static str {
+    use std::sync::OnceLock;
+    const SIZES: usize = MAX_ROWS.ilog2() as usize + 1;
+    static SQLITE: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
+    static POSTGRES: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
+    let cache = match backend {
+        crate::Backend::Sqlite => &SQLITE,
+        crate::Backend::Postgres => &POSTGRES,
+    };
+    cache[size_log2 as usize].get_or_init(|| {
+        let rows = 1usize << size_log2;
+        let mut sql = format!("INSERT INTO audit_records ({COLUMNS}) SELECT * FROM (VALUES ");
+        for i in 0..rows {
+            if i > 0 {
                 sql.push(',');
             }
-            // SQLite takes `$N` as a *named* parameter and looks each name up by a
-            // linear scan; plain `?` binds in order, in constant time.
-            match backend {
-                crate::Backend::Sqlite => sql.push('?'),
-                crate::Backend::Postgres => sql.push_str(&format!("${}", i * NCOLS + c + 1)),
+            sql.push('(');
+            for c in 0..NCOLS {
+                if c > 0 {
+                    sql.push(',');
+                }
+                // SQLite takes `$N` as a *named* parameter and looks each name up by a
+                // linear scan; plain `?` binds in order, in constant time.
+                match backend {
+                    crate::Backend::Sqlite => sql.push('?'),
+                    crate::Backend::Postgres => sql.push_str(&format!("${}", i * NCOLS + c + 1)),
+                }
             }
+            sql.push(')');
         }
-        sql.push(')');
-    }
+        // `column1` is the organization, never NULL in a real row.
+        sql.push_str(") AS v WHERE column1 IS NOT NULL");
+        sql
+    })
+}
+
+/// An insert of `rows` (at most [`MAX_ROWS`]), padded to a power of two.
+fn insert_statement(
+    backend: crate::Backend,
+    rows: &[&Prepared],
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    let size_log2 = rows.len().max(1).next_power_of_two().ilog2();
     // Only placeholders are spliced in; every value is bound.
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for r in rows {
-        let actors =
-            (!r.actors.is_empty()).then(|| serde_json::to_string(&r.actors).unwrap_or_default());
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(backend, size_log2)));
+    for p in rows {
+        let r = &p.record;
         q = q
             .bind(r.org.clone())
             .bind(r.seq as i64)
@@ -63,12 +88,12 @@ fn insert_statement(
             .bind(r.subject.clone())
             .bind(r.user.clone())
             .bind(r.agent.clone())
-            .bind(actors)
+            .bind(p.actors_json.clone())
             .bind(r.jti.clone())
             .bind(r.client_id.clone())
             .bind(r.caller.clone())
             .bind(r.allowed.map(i64::from))
-            .bind(r.detail.to_string())
+            .bind(p.detail_json.clone())
             .bind(r.model_id.clone())
             .bind(r.revision)
             .bind(r.approval_id.clone())
@@ -77,6 +102,16 @@ fn insert_statement(
             .bind(r.client_addr.clone())
             .bind(r.prev_hash.clone())
             .bind(r.hash.clone());
+    }
+    // Padding, typed like the columns (PostgreSQL unifies each VALUES column's type).
+    for _ in rows.len()..1 << size_log2 {
+        for c in 0..NCOLS {
+            q = if INT_COLUMNS.contains(&c) {
+                q.bind(None::<i64>)
+            } else {
+                q.bind(None::<String>)
+            };
+        }
     }
     q
 }
@@ -233,13 +268,13 @@ impl Db {
     /// again and the batch is sealed anew.
     pub async fn audit_append(
         &self,
-        batch: &mut [AuditRecord],
+        batch: &mut [Prepared],
         heads: &mut std::collections::HashMap<String, (u64, String)>,
     ) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut orgs: Vec<String> = batch.iter().map(|r| r.org.clone()).collect();
+        let mut orgs: Vec<String> = batch.iter().map(|p| p.record.org.clone()).collect();
         orgs.sort();
         orgs.dedup();
         let mut attempt = 0;
@@ -255,12 +290,12 @@ impl Db {
                 }
             }
             let mut next = heads.clone();
-            for r in batch.iter_mut() {
-                let Some(head) = next.get_mut(&r.org) else {
+            for p in batch.iter_mut() {
+                let Some(head) = next.get_mut(&p.record.org) else {
                     continue;
                 };
-                r.seal((head.0 > 0).then_some((head.0, head.1.as_str())));
-                *head = (r.seq, r.hash.clone());
+                p.seal((head.0 > 0).then_some((head.0, head.1.as_str())));
+                *head = (p.record.seq, p.record.hash.clone());
             }
             match self.insert_records(batch).await {
                 Ok(()) => {
@@ -289,16 +324,14 @@ impl Db {
         }
     }
 
-    /// Inserts sealed records in one commit. Multi-row statements come in power-of-two
-    /// sizes only (a batch of 100 is 64 + 32 + 4 rows), so that the few statement
-    /// texts stay prepared; a statement per batch size was prepared anew for almost
-    /// every commit.
-    async fn insert_records(&self, batch: &[AuditRecord]) -> Result<()> {
+    /// Inserts sealed records in one commit: one statement when they fit in one
+    /// (always, for the server's writer), else one transaction.
+    async fn insert_records(&self, batch: &[Prepared]) -> Result<()> {
         // Rows in one order for every writer, so that two writers racing for the same
         // sequence numbers conflict instead of deadlocking on each other's keys.
-        let mut rows: Vec<&AuditRecord> = batch.iter().collect();
-        rows.sort_by(|a, b| (&a.org, a.seq).cmp(&(&b.org, b.seq)));
-        if rows.len().is_power_of_two() && rows.len() <= MAX_ROWS {
+        let mut rows: Vec<&Prepared> = batch.iter().collect();
+        rows.sort_by(|a, b| (&a.record.org, a.record.seq).cmp(&(&b.record.org, b.record.seq)));
+        if rows.len() <= MAX_ROWS {
             insert_statement(self.backend(), &rows)
                 .execute(self.audit_pool())
                 .await?;
@@ -308,14 +341,10 @@ impl Db {
             crate::Backend::Sqlite => self.audit_pool().begin_with("BEGIN IMMEDIATE").await?,
             crate::Backend::Postgres => self.audit_pool().begin().await?,
         };
-        let mut rest = &rows[..];
-        while !rest.is_empty() {
-            let n = MAX_ROWS.min(1 << rest.len().ilog2());
-            let (chunk, tail) = rest.split_at(n);
+        for chunk in rows.chunks(MAX_ROWS) {
             insert_statement(self.backend(), chunk)
                 .execute(&mut *tx)
                 .await?;
-            rest = tail;
         }
         tx.commit().await?;
         Ok(())

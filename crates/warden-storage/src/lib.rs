@@ -133,8 +133,10 @@ impl Db {
                     pool.clone()
                 } else {
                     // Its one connection is not pinged before each use: a ping is one
-                    // more round trip on every group commit.
-                    sqlite_pool(1, 32768, 2000)
+                    // more round trip on every group commit. Its page cache is small:
+                    // appends touch only the right edges of a few B-trees, and SQLite
+                    // walks the whole cache at the end of every write transaction.
+                    sqlite_pool(1, 2048, 2000)
                         .test_before_acquire(false)
                         .connect_with(opts)
                         .await?

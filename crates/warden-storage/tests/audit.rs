@@ -8,7 +8,7 @@
     reason = "test fixtures fail loudly"
 )]
 
-use warden_audit::{AuditRecord, Checkpoint, verify};
+use warden_audit::{AuditRecord, Checkpoint, Prepared, verify};
 use warden_storage::testing::TestDb;
 use warden_storage::{AuditFilter, Db};
 
@@ -44,22 +44,30 @@ async fn all(db: &Db, org: &str) -> Vec<AuditRecord> {
 }
 
 async fn suite(db: Db) {
-    // 8 writers x 25 batches of 4 records, across two organizations, at once.
+    // 8 writers x 25 batches of 1-5 records, across two organizations, at once.
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for w in 0..8 {
         let db = db.clone();
+        let sent = sent.clone();
         tasks.push(tokio::spawn(async move {
             // Each writer has its own idea of the chains' ends, as nodes do.
             let mut heads = std::collections::HashMap::new();
             for b in 0..25 {
-                let mut batch: Vec<AuditRecord> = (0..4)
+                // Sizes 1..=5 (padded to 1, 2, 4 and 8 rows in the statement).
+                let mut batch: Vec<Prepared> = (0..1 + (w + b) % 5)
                     .map(|k| {
                         let org = if (w + k) % 2 == 0 { "acme" } else { "globex" };
-                        record(org, w * 1000 + b * 10 + k)
+                        record(org, w * 1000 + b * 10 + k).into()
                     })
                     .collect();
                 db.audit_append(&mut batch, &mut heads).await.unwrap();
-                assert!(batch.iter().all(|r| r.seq > 0 && !r.hash.is_empty()));
+                sent.fetch_add(batch.len(), std::sync::atomic::Ordering::Relaxed);
+                assert!(
+                    batch
+                        .iter()
+                        .all(|p| p.record.seq > 0 && p.record.hash == p.record.compute_hash())
+                );
             }
         }));
     }
@@ -68,7 +76,8 @@ async fn suite(db: Db) {
     }
     let acme = all(&db, "acme").await;
     let globex = all(&db, "globex").await;
-    assert_eq!(acme.len() + globex.len(), 800);
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(acme.len() + globex.len(), sent);
     assert_eq!(verify(&acme, None).unwrap().unwrap().0, acme.len() as u64);
     assert_eq!(
         verify(&globex, None).unwrap().unwrap().0,
@@ -123,12 +132,12 @@ async fn suite(db: Db) {
     );
     // Free text is case-insensitive and `%` / `_` are literal.
     let text = q(AuditFilter {
-        text: Some("path 2 100%".into()),
+        text: Some("path 10 100%".into()),
         ..Default::default()
     })
     .await;
     assert_eq!(text.len(), 1, "{text:?}");
-    assert!(text.iter().all(|r| r.id.ends_with("-2")), "{text:?}");
+    assert!(text.iter().all(|r| r.id.ends_with("-10")), "{text:?}");
     assert!(
         q(AuditFilter {
             text: Some("u_er".into()),
@@ -191,11 +200,22 @@ async fn suite(db: Db) {
     anchor.verify(&[key.public_jwk()]).unwrap();
     assert!(verify(&rest, Some((anchor.seq, anchor.hash.clone()))).is_ok());
     // Appending goes on after the cut.
-    let mut more = vec![record("acme", 99_999)];
+    let mut more = vec![record("acme", 99_999).into()];
     db.audit_append(&mut more, &mut Default::default())
         .await
         .unwrap();
-    assert_eq!(more[0].seq, acme.len() as u64 + 1);
+    assert_eq!(more[0].record.seq, acme.len() as u64 + 1);
+    // A batch larger than one statement holds is one transaction of several.
+    let mut big: Vec<Prepared> = (0..1500)
+        .map(|k| record("acme", 200_000 + k).into())
+        .collect();
+    db.audit_append(&mut big, &mut Default::default())
+        .await
+        .unwrap();
+    let after = all(&db, "acme").await;
+    assert_eq!(after.len(), rest.len() + 1 + 1500);
+    assert_eq!(after.last().unwrap().seq, acme.len() as u64 + 1501);
+    assert!(verify(&after, Some((anchor.seq, anchor.hash.clone()))).is_ok());
 
     // Delivery lease: one holder at a time; the cursor only moves forward.
     assert_eq!(
@@ -248,8 +268,9 @@ async fn append_timing() {
         let started = std::time::Instant::now();
         let rounds = 200;
         for i in 0..rounds {
-            let mut batch: Vec<AuditRecord> =
-                (0..size).map(|k| record("acme", i * 1000 + k)).collect();
+            let mut batch: Vec<Prepared> = (0..size)
+                .map(|k| record("acme", i * 1000 + k).into())
+                .collect();
             db.audit_append(&mut batch, &mut heads).await.unwrap();
         }
         let per = started.elapsed() / rounds as u32;
@@ -264,7 +285,9 @@ async fn append_timing() {
     for i in 0..200usize {
         let size = 1 + (i * 7919) % 200;
         n += size;
-        let mut batch: Vec<AuditRecord> = (0..size).map(|k| record("acme", i * 1000 + k)).collect();
+        let mut batch: Vec<Prepared> = (0..size)
+            .map(|k| record("acme", i * 1000 + k).into())
+            .collect();
         db.audit_append(&mut batch, &mut heads).await.unwrap();
     }
     let took = started.elapsed();

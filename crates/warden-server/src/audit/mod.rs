@@ -18,7 +18,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use tokio::sync::{Notify, mpsc, oneshot};
-use warden_audit::AuditRecord;
+use warden_audit::{AuditRecord, Prepared};
 use warden_storage::Db;
 
 use crate::auth::Caller;
@@ -34,7 +34,7 @@ const QUEUE: usize = 16_384;
 pub const SYSTEM_ORG: &str = "_system";
 
 struct Job {
-    records: Vec<AuditRecord>,
+    records: Vec<Prepared>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -136,6 +136,9 @@ impl Auditor {
         if records.is_empty() {
             return Ok(());
         }
+        // The canonical JSON is made here, on the request's thread, so that the one
+        // writer is left with a hash per record.
+        let records = records.into_iter().map(Prepared::new).collect();
         let (done, wait) = oneshot::channel();
         tx.send(Job { records, done })
             .await
@@ -184,7 +187,7 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let mut batch: Vec<AuditRecord> = Vec::with_capacity(count);
+        let mut batch: Vec<Prepared> = Vec::with_capacity(count);
         for j in &mut jobs {
             batch.append(&mut j.records);
         }
