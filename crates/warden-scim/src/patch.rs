@@ -176,6 +176,9 @@ fn one(
                 )));
             };
             for (k, v) in fields {
+                if k.eq_ignore_ascii_case("schemas") {
+                    continue;
+                }
                 let t = PatchPath::parse(kind, &format!("{urn}:{k}"))?;
                 one(kind, doc, verb, &t, Some(v))?;
             }
@@ -199,8 +202,10 @@ fn one(
             }
         )));
     }
-    let c = container(doc, path.ext, verb != Verb::Remove)
-        .ok_or_else(|| ScimError::invalid_syntax("bad resource"))?;
+    let Some(c) = container(doc, path.ext, verb != Verb::Remove) else {
+        // Removing from an extension the resource does not carry: nothing to do.
+        return Ok(());
+    };
     match filter {
         None => plain(c, verb, path, value),
         Some(f) => filtered(c, verb, path, f, value),

@@ -495,7 +495,8 @@ pub fn service_provider_config(base: &str, max_results: usize, max_payload: usiz
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://github.com/warden-authz/warden/blob/main/docs/scim.md",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        // Bulk is not supported; its `maxPayloadSize` is the limit of any request body.
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": max_payload},
         "filter": {"supported": true, "maxResults": max_results},
         "changePassword": {"supported": false},
         "sort": {"supported": true},
@@ -509,7 +510,6 @@ pub fn service_provider_config(base: &str, max_results: usize, max_payload: usiz
         "meta": {
             "resourceType": "ServiceProviderConfig",
             "location": format!("{base}/ServiceProviderConfig"),
-            "maxPayloadSize": max_payload,
         },
     })
 }

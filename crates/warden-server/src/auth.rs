@@ -22,11 +22,20 @@ impl Caller {
     pub fn require(&self, org: &str, role: Role) -> Result<(), ApiError> {
         let key = &self.0;
         match &key.org_id {
-            None if key.role == Role::Admin => Ok(()),
+            None if key.role == Role::Admin && role != Role::Directory => Ok(()),
             None => Err(ApiError::forbidden("this key has no organization")),
             Some(o) if o != org => Err(ApiError::forbidden(
                 "this key is not valid for this organization",
             )),
+            // Directory keys stand apart: they open the SCIM endpoints and nothing
+            // else, and nothing else opens those.
+            Some(_) if (key.role == Role::Directory) != (role == Role::Directory) => {
+                Err(ApiError::forbidden(format!(
+                    "this call needs the `{}` role; the key has `{}`",
+                    role.as_str(),
+                    key.role.as_str()
+                )))
+            }
             Some(_) if key.role < role => Err(ApiError::forbidden(format!(
                 "this call needs the `{}` role; the key has `{}`",
                 role.as_str(),

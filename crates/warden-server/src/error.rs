@@ -89,6 +89,11 @@ impl From<StorageError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             StorageError::Invalid(m) => ApiError::bad_request(m),
+            StorageError::Stale { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                e.to_string(),
+            ),
             other => ApiError::internal(other),
         }
     }

@@ -45,6 +45,19 @@ pub struct OrgSettings {
     /// The audit log: retention and the webhook records stream to.
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Directory sync (SCIM): what a leaver's departure does to the agents they own.
+    #[serde(default)]
+    pub directory: DirectorySettings,
+}
+
+/// The organization's directory sync policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySettings {
+    /// When a user is deactivated or deleted, suspend the agents they own (they are
+    /// flagged for a new owner either way). Default: false.
+    #[serde(default)]
+    pub suspend_agents_of_leavers: bool,
 }
 
 /// The organization's audit log settings.

@@ -14,6 +14,13 @@ pub enum StorageError {
     Conflict { what: &'static str, name: String },
     #[error("invalid: {0}")]
     Invalid(String),
+    /// A conditional write (`If-Match`) found another version.
+    #[error("{what} `{name}` has changed (it is at version {current})")]
+    Stale {
+        what: &'static str,
+        name: String,
+        current: i64,
+    },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }

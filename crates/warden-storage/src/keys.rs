@@ -11,12 +11,15 @@ use subtle::ConstantTimeEq;
 
 use crate::{Db, Result, StorageError, now_ms};
 
-/// What a key may do. Each role includes the ones below it.
+/// What a key may do. Each of checker, writer and admin includes the ones below it;
+/// directory stands apart (SCIM only).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Directory sync only: the SCIM endpoints of its organization, nothing else.
+    Directory,
     /// Check, list, expand, AuthZEN evaluations; read models.
     Checker,
     /// Also write models and tuples, read tuples and changes.
@@ -28,6 +31,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Directory => "directory",
             Role::Checker => "checker",
             Role::Writer => "writer",
             Role::Admin => "admin",
@@ -36,6 +40,7 @@ impl Role {
 
     pub fn parse(s: &str) -> Option<Role> {
         match s {
+            "directory" => Some(Role::Directory),
             "checker" => Some(Role::Checker),
             "writer" => Some(Role::Writer),
             "admin" => Some(Role::Admin),

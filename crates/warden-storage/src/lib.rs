@@ -19,6 +19,7 @@ mod models;
 mod oauth;
 mod orgs;
 mod principals;
+mod scim;
 mod tuples;
 
 pub mod testing;
@@ -36,6 +37,7 @@ pub use models::StoredModel;
 pub use oauth::{AuthCode, Credential, Redeemed, RefreshGrant, StoredSigningKey};
 pub use orgs::Org;
 pub use principals::{Principal, PrincipalKind, Status, valid_principal_id};
+pub use scim::{Leaver, LeaverReport, ScimRow, ScimWrite, ScimWritten};
 pub use tuples::{Change, ChangeKind, ReadFilter, ReadPage, StoredTuple};
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -194,6 +194,26 @@ const MIGRATIONS: &[&[&str]] = &[
             lease_until BIGINT NOT NULL
         )",
     ],
+    &[
+        "ALTER TABLE principals ADD COLUMN tokens_not_before BIGINT",
+        "ALTER TABLE principals ADD COLUMN flag TEXT",
+        // SCIM resources as served (canonical JSON without id, meta and the derived
+        // `members` / `groups`); memberships live in `tuples`.
+        "CREATE TABLE scim_resources (
+            org_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            id TEXT NOT NULL,
+            name_key TEXT NOT NULL,
+            external_id TEXT,
+            doc TEXT NOT NULL,
+            revision BIGINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (org_id, kind, id)
+        )",
+        "CREATE UNIQUE INDEX scim_user_names ON scim_resources (org_id, name_key) WHERE kind = 'User'",
+        "CREATE INDEX scim_by_name ON scim_resources (org_id, kind, name_key)",
+    ],
 ];
 
 pub(crate) async fn run(db: &Db) -> Result<()> {

@@ -93,12 +93,28 @@ pub struct Principal {
     /// Agents: redirect URIs for the authorization code flow, matched exactly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirect_uris: Vec<String>,
+    /// Tokens naming this principal (as subject, delegator or actor) issued before this
+    /// time (ms since the epoch) are revoked. Set when a user leaves; it only moves
+    /// forward, so reactivating a user never revives an old token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_not_before: Option<i64>,
+    /// Agents: why the agent needs attention (its owner left), until an
+    /// administrator gives it a new owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
 }
 
 impl Principal {
     /// Whether the principal may take part in a decision at `now_ms`.
     pub fn is_usable(&self, now_ms: i64) -> bool {
         self.status == Status::Active && self.expires_at.is_none_or(|e| now_ms < e)
+    }
+
+    /// Whether a token issued at `iat` (seconds since the epoch) that names this
+    /// principal was revoked by [`Principal::tokens_not_before`].
+    pub fn revokes_token_issued_at(&self, iat: i64) -> bool {
+        self.tokens_not_before
+            .is_some_and(|nb| iat.saturating_mul(1000) < nb)
     }
 
     /// `kind:id`, its name in the relationship model.
@@ -115,9 +131,9 @@ pub fn valid_principal_id(id: &str) -> bool {
             .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '#' || c == '*')
 }
 
-const COLUMNS: &str = "kind, id, display_name, owner, purpose, scopes_json, status, expires_at, created_at, updated_at, redirect_uris";
+pub(crate) const COLUMNS: &str = "kind, id, display_name, owner, purpose, scopes_json, status, expires_at, created_at, updated_at, redirect_uris, tokens_not_before, flag";
 
-fn row_to_principal(r: &sqlx::any::AnyRow) -> Result<Principal> {
+pub(crate) fn row_to_principal(r: &sqlx::any::AnyRow) -> Result<Principal> {
     let kind: String = r.try_get(0)?;
     let status: String = r.try_get(6)?;
     let scopes: String = r.try_get(5)?;
@@ -141,6 +157,8 @@ fn row_to_principal(r: &sqlx::any::AnyRow) -> Result<Principal> {
             }
             None => Vec::new(),
         },
+        tokens_not_before: r.try_get(11)?,
+        flag: r.try_get(12)?,
     })
 }
 
@@ -153,74 +171,13 @@ impl Db {
         p: &Principal,
         password_hash: Option<&str>,
     ) -> Result<(Principal, i64)> {
-        if !valid_principal_id(&p.id) {
-            return Err(StorageError::Invalid(format!(
-                "{} id `{}`: 1-128 characters, no whitespace, `:`, `#` or `*`",
-                p.kind.as_str(),
-                p.id
-            )));
-        }
+        check_principal_id(p)?;
         self.get_org(org).await?;
         let mut tx = self.begin_write().await?;
         let revision = next_revision(&mut tx).await?;
-        let now = now_ms();
-        let existing: Option<(i64, Option<String>)> = sqlx::query(
-            "SELECT created_at, password_hash FROM principals WHERE org_id = $1 AND kind = $2 AND id = $3",
-        )
-        .bind(org)
-        .bind(p.kind.as_str())
-        .bind(&p.id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| -> Result<(i64, Option<String>)> { Ok((r.try_get(0)?, r.try_get(1)?)) })
-        .transpose()?;
-        let created_at = existing.as_ref().map_or(now, |e| e.0);
-        let hash = password_hash
-            .map(str::to_string)
-            .or_else(|| existing.and_then(|e| e.1));
-        sqlx::query("DELETE FROM principals WHERE org_id = $1 AND kind = $2 AND id = $3")
-            .bind(org)
-            .bind(p.kind.as_str())
-            .bind(&p.id)
-            .execute(&mut *tx)
-            .await?;
-        let scopes = serde_json::to_string(&p.allowed_scopes)
-            .map_err(|e| StorageError::Invalid(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO principals (org_id, kind, id, display_name, owner, purpose, scopes_json, status, expires_at, password_hash, created_at, updated_at, revision, redirect_uris) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(org)
-        .bind(p.kind.as_str())
-        .bind(&p.id)
-        .bind(&p.display_name)
-        .bind(p.owner.clone())
-        .bind(p.purpose.clone())
-        .bind(scopes)
-        .bind(p.status.as_str())
-        .bind(p.expires_at)
-        .bind(hash)
-        .bind(created_at)
-        .bind(now)
-        .bind(revision)
-        .bind(
-            serde_json::to_string(&p.redirect_uris)
-                .map_err(|e| StorageError::Invalid(e.to_string()))?,
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO changes (revision, seq, org_id, kind, object, created_at) VALUES ($1, 0, $2, 'principal', $3, $4)",
-        )
-        .bind(revision)
-        .bind(org)
-        .bind(p.subject())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let mut seq = 0;
+        let stored = put_principal_in(&mut tx, org, p, password_hash, revision, &mut seq).await?;
         tx.commit().await?;
-        let mut stored = p.clone();
-        stored.created_at = created_at;
-        stored.updated_at = now;
         Ok((stored, revision))
     }
 
@@ -275,7 +232,7 @@ impl Db {
         .fetch_all(self.pool())
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(11)?, row_to_principal(r)?)))
+            .map(|r| Ok((r.try_get(13)?, row_to_principal(r)?)))
             .collect()
     }
 
@@ -290,4 +247,111 @@ impl Db {
         .await?
         .flatten())
     }
+}
+
+fn check_principal_id(p: &Principal) -> Result<()> {
+    if valid_principal_id(&p.id) {
+        Ok(())
+    } else {
+        Err(StorageError::Invalid(format!(
+            "{} id `{}`: 1-128 characters, no whitespace, `:`, `#` or `*`",
+            p.kind.as_str(),
+            p.id
+        )))
+    }
+}
+
+/// Writes `p` inside `tx` at `revision` (change number `seq`, then incremented). Keeps
+/// what the caller cannot know: the creation time, the password hash unless a new one
+/// is given, the latest `tokens_not_before`, and an agent's flag unless its owner
+/// changed.
+pub(crate) async fn put_principal_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    org: &str,
+    p: &Principal,
+    password_hash: Option<&str>,
+    revision: i64,
+    seq: &mut i64,
+) -> Result<Principal> {
+    check_principal_id(p)?;
+    let now = now_ms();
+    type Existing = (
+        i64,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+    );
+    let existing: Option<Existing> = sqlx::query(
+        "SELECT created_at, password_hash, tokens_not_before, flag, owner FROM principals WHERE org_id = $1 AND kind = $2 AND id = $3",
+    )
+    .bind(org)
+    .bind(p.kind.as_str())
+    .bind(&p.id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| -> Result<Existing> {
+        Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?))
+    })
+    .transpose()?;
+    let mut stored = p.clone();
+    stored.created_at = existing.as_ref().map_or(now, |e| e.0);
+    stored.updated_at = now;
+    stored.tokens_not_before = [p.tokens_not_before, existing.as_ref().and_then(|e| e.2)]
+        .into_iter()
+        .flatten()
+        .max();
+    if p.flag.is_none()
+        && let Some(e) = &existing
+        && e.4 == p.owner
+    {
+        stored.flag = e.3.clone();
+    }
+    let hash = password_hash
+        .map(str::to_string)
+        .or_else(|| existing.and_then(|e| e.1));
+    sqlx::query("DELETE FROM principals WHERE org_id = $1 AND kind = $2 AND id = $3")
+        .bind(org)
+        .bind(p.kind.as_str())
+        .bind(&p.id)
+        .execute(&mut **tx)
+        .await?;
+    let scopes = serde_json::to_string(&p.allowed_scopes)
+        .map_err(|e| StorageError::Invalid(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO principals (org_id, kind, id, display_name, owner, purpose, scopes_json, status, expires_at, password_hash, created_at, updated_at, revision, redirect_uris, tokens_not_before, flag) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(org)
+    .bind(p.kind.as_str())
+    .bind(&p.id)
+    .bind(&p.display_name)
+    .bind(p.owner.clone())
+    .bind(p.purpose.clone())
+    .bind(scopes)
+    .bind(p.status.as_str())
+    .bind(p.expires_at)
+    .bind(hash)
+    .bind(stored.created_at)
+    .bind(now)
+    .bind(revision)
+    .bind(
+        serde_json::to_string(&p.redirect_uris)
+            .map_err(|e| StorageError::Invalid(e.to_string()))?,
+    )
+    .bind(stored.tokens_not_before)
+    .bind(stored.flag.clone())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO changes (revision, seq, org_id, kind, object, created_at) VALUES ($1, $2, $3, 'principal', $4, $5)",
+    )
+    .bind(revision)
+    .bind(*seq)
+    .bind(org)
+    .bind(p.subject())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    *seq += 1;
+    Ok(stored)
 }

@@ -157,81 +157,22 @@ impl Db {
             });
         }
         let revision = next_revision(&mut tx).await?;
-        let now = now_ms();
         let mut seq: i64 = 0;
         for t in deletes {
-            let (ty, id) = split_object(&t.object)?;
-            let res = sqlx::query(
-                "DELETE FROM tuples WHERE org_id = $1 AND object_type = $2 AND object_id = $3 AND relation = $4 AND subject = $5",
-            )
-            .bind(org)
-            .bind(ty)
-            .bind(id)
-            .bind(&t.relation)
-            .bind(&t.user)
-            .execute(&mut *tx)
-            .await?;
-            if res.rows_affected() == 0 {
+            if !delete_tuple_in(&mut tx, org, revision, &mut seq, t).await? {
                 return Err(StorageError::NotFound {
                     what: "tuple",
                     name: format!("{}#{}@{}", t.object, t.relation, t.user),
                 });
             }
-            sqlx::query(
-                "INSERT INTO changes (revision, seq, org_id, kind, object, relation, subject, created_at) VALUES ($1, $2, $3, 'delete', $4, $5, $6, $7)",
-            )
-            .bind(revision)
-            .bind(seq)
-            .bind(org)
-            .bind(&t.object)
-            .bind(&t.relation)
-            .bind(&t.user)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            seq += 1;
         }
         for t in writes {
-            let (ty, id) = split_object(&t.object)?;
-            let (cond, ctx) = context_json(t)?;
-            let res = sqlx::query(
-                "INSERT INTO tuples (org_id, object_type, object_id, relation, subject, condition_name, condition_context, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(org)
-            .bind(ty)
-            .bind(id)
-            .bind(&t.relation)
-            .bind(&t.user)
-            .bind(cond.clone())
-            .bind(ctx.clone())
-            .bind(revision)
-            .execute(&mut *tx)
-            .await;
-            if let Err(e) = res {
-                return Err(if StorageError::is_unique_violation(&e) {
-                    StorageError::Conflict {
-                        what: "tuple",
-                        name: format!("{}#{}@{}", t.object, t.relation, t.user),
-                    }
-                } else {
-                    e.into()
+            if !insert_tuple_in(&mut tx, org, revision, &mut seq, t, false).await? {
+                return Err(StorageError::Conflict {
+                    what: "tuple",
+                    name: format!("{}#{}@{}", t.object, t.relation, t.user),
                 });
             }
-            sqlx::query(
-                "INSERT INTO changes (revision, seq, org_id, kind, object, relation, subject, condition_name, condition_context, created_at) VALUES ($1, $2, $3, 'write', $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(revision)
-            .bind(seq)
-            .bind(org)
-            .bind(&t.object)
-            .bind(&t.relation)
-            .bind(&t.user)
-            .bind(cond)
-            .bind(ctx)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            seq += 1;
         }
         tx.commit().await?;
         Ok(revision)
@@ -460,4 +401,95 @@ impl Db {
         }
         Ok(())
     }
+}
+
+/// Deletes `t` inside `tx` and records the change; false if there was no such tuple.
+pub(crate) async fn delete_tuple_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    org: &str,
+    revision: i64,
+    seq: &mut i64,
+    t: &TupleKey,
+) -> Result<bool> {
+    let (ty, id) = split_object(&t.object)?;
+    let res = sqlx::query(
+        "DELETE FROM tuples WHERE org_id = $1 AND object_type = $2 AND object_id = $3 AND relation = $4 AND subject = $5",
+    )
+    .bind(org)
+    .bind(ty)
+    .bind(id)
+    .bind(&t.relation)
+    .bind(&t.user)
+    .execute(&mut **tx)
+    .await?;
+    if res.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO changes (revision, seq, org_id, kind, object, relation, subject, created_at) VALUES ($1, $2, $3, 'delete', $4, $5, $6, $7)",
+    )
+    .bind(revision)
+    .bind(*seq)
+    .bind(org)
+    .bind(&t.object)
+    .bind(&t.relation)
+    .bind(&t.user)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    *seq += 1;
+    Ok(true)
+}
+
+/// Writes `t` inside `tx` and records the change; false if it already existed (with
+/// `idempotent`, nothing is written then; without, the transaction is spoiled and the
+/// caller must fail).
+pub(crate) async fn insert_tuple_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    org: &str,
+    revision: i64,
+    seq: &mut i64,
+    t: &TupleKey,
+    idempotent: bool,
+) -> Result<bool> {
+    let (ty, id) = split_object(&t.object)?;
+    let (cond, ctx) = context_json(t)?;
+    let sql = if idempotent {
+        "INSERT INTO tuples (org_id, object_type, object_id, relation, subject, condition_name, condition_context, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
+    } else {
+        "INSERT INTO tuples (org_id, object_type, object_id, relation, subject, condition_name, condition_context, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    };
+    let res = sqlx::query(sql)
+        .bind(org)
+        .bind(ty)
+        .bind(id)
+        .bind(&t.relation)
+        .bind(&t.user)
+        .bind(cond.clone())
+        .bind(ctx.clone())
+        .bind(revision)
+        .execute(&mut **tx)
+        .await;
+    match res {
+        Ok(r) if r.rows_affected() == 0 => return Ok(false),
+        Ok(_) => {}
+        Err(e) if StorageError::is_unique_violation(&e) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    sqlx::query(
+        "INSERT INTO changes (revision, seq, org_id, kind, object, relation, subject, condition_name, condition_context, created_at) VALUES ($1, $2, $3, 'write', $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(revision)
+    .bind(*seq)
+    .bind(org)
+    .bind(&t.object)
+    .bind(&t.relation)
+    .bind(&t.user)
+    .bind(cond)
+    .bind(ctx)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    *seq += 1;
+    Ok(true)
 }

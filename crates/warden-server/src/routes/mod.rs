@@ -12,6 +12,7 @@ mod oauth;
 mod ops;
 mod principals;
 mod register;
+mod scim;
 mod tuples;
 
 use std::sync::Arc;
@@ -151,6 +152,7 @@ pub(crate) async fn snapshot(
 
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     api_router()
+        .merge(scim::router(max_body_bytes))
         .fallback(ops::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         // A request may not hold the server longer than this (slow clients included).

@@ -897,7 +897,44 @@ pub fn verify_token(
     if o.revoked.contains(&claims.jti) {
         return Err(OAuthError::invalid_token("token revoked"));
     }
+    drop(o);
+    // A principal the token names left after it was issued (directory sync): the
+    // token is revoked even if that principal is active again.
+    if let Ok(data) = state.org(&claims.org) {
+        let d = data.read();
+        let revoked = token_principals(&claims).any(|key| {
+            d.principals
+                .get(&key)
+                .is_some_and(|p| p.revokes_token_issued_at(claims.iat))
+        });
+        if revoked {
+            return Err(OAuthError::invalid_token("token revoked"));
+        }
+    }
     Ok(claims)
+}
+
+/// Every principal a token names: its subject, each actor of the delegation chain,
+/// and the agent it was issued to.
+pub fn token_principals(
+    claims: &AccessClaims,
+) -> impl Iterator<Item = (PrincipalKind, String)> + '_ {
+    let client_agent = claims
+        .client_id
+        .split_once(':')
+        .map(|(_, a)| format!("agent:{a}"));
+    std::iter::once(claims.sub.clone())
+        .chain(
+            claims
+                .act
+                .iter()
+                .flat_map(|a| a.chain().into_iter().map(|s| s.to_string())),
+        )
+        .chain(client_agent)
+        .filter_map(|s| {
+            s.split_once(':')
+                .and_then(|(k, id)| PrincipalKind::parse(k).map(|k| (k, id.to_string())))
+        })
 }
 
 /// `POST /oauth2/revoke` (RFC 7009): the client revokes one of its own tokens.
@@ -981,14 +1018,14 @@ pub async fn introspect(
     if caller.require(&claims.org, Role::Checker).is_err() {
         return Ok(inactive);
     }
-    // The agent (and user) must still be active.
+    // Every principal it names (subject, actors, the agent) must still be active.
     let data = state.org_fresh(&claims.org).await?;
-    let active = claims
-        .sub
-        .split_once(':')
-        .and_then(|(k, id)| PrincipalKind::parse(k).map(|k| (k, id.to_string())))
-        .and_then(|key| data.read().principals.get(&key).cloned())
-        .is_some_and(|p| p.is_usable(warden_storage::now_ms()));
+    let now = warden_storage::now_ms();
+    let active = {
+        let d = data.read();
+        token_principals(&claims)
+            .all(|key| d.principals.get(&key).is_some_and(|p| p.is_usable(now)))
+    };
     if !active {
         return Ok(inactive);
     }

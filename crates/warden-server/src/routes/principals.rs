@@ -180,6 +180,8 @@ pub async fn put(
         created_at: 0,
         updated_at: 0,
         redirect_uris: body.redirect_uris,
+        tokens_not_before: None,
+        flag: None,
     };
     let (stored, revision) = state.db.put_principal(&org, &p, hash.as_deref()).await?;
     state.db.notify().await;

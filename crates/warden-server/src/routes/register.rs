@@ -192,6 +192,8 @@ pub async fn resolve_dynamic(
         created_at: 0,
         updated_at: 0,
         redirect_uris,
+        tokens_not_before: None,
+        flag: None,
     };
     if state
         .db
