@@ -23,12 +23,17 @@ use serde_json::json;
 use warden_storage::testing::TestDb;
 
 fn python() -> Option<PathBuf> {
+    python_with("authlib, jwt, requests")
+}
+
+/// The test venv's interpreter if it can import `modules` (comma-separated).
+fn python_with(modules: &str) -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let p = std::env::var_os("WARDEN_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/py-venv/bin/python"));
     let ok = Command::new(&p)
-        .args(["-c", "import authlib, jwt, requests"])
+        .args(["-c", &format!("import {modules}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if ok {
@@ -41,7 +46,7 @@ fn python() -> Option<PathBuf> {
         );
     }
     eprintln!(
-        "\n!!! SKIPPING Python client tests: no venv with authlib/pyjwt at {} (run .ci/run, or set WARDEN_PYTHON) !!!\n",
+        "\n!!! SKIPPING Python client tests: no venv with {modules} at {} (run .ci/run, or set WARDEN_PYTHON) !!!\n",
         p.display()
     );
     None
@@ -239,4 +244,29 @@ async fn the_mcp_sdk_against_warden() {
         "the MCP SDK test failed:\n{stdout}\n{stderr}"
     );
     server.shutdown().await.unwrap();
+}
+
+/// scim2-tester runs every check it has against the SCIM endpoints; every one passes.
+#[tokio::test]
+async fn scim2_tester_against_warden() {
+    let Some(py) = python_with("scim2_tester, httpx2") else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let server = start(&db.url).await;
+    let base = format!("http://{}", server.local_addr);
+    let admin = Client::new(&server, server.bootstrap_key.as_deref().unwrap());
+    let acme = admin.org_with_model("acme", DSL).await;
+    let (s, key) = acme
+        .post(
+            "/v1/orgs/acme/keys",
+            json!({"role": "directory", "name": "scim2-tester"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{key}");
+    let cfg = json!({"base": format!("{base}/scim/v2/acme"), "token": key["token"]});
+    let (status, out, err) = run_script(py, "scim_tester.py", cfg).await;
+    println!("{out}");
+    assert!(status.success(), "scim2-tester failed:\n{out}\n{err}");
+    assert!(out.contains("scim2-tester: "), "{out}");
 }

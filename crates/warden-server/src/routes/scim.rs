@@ -786,13 +786,16 @@ fn member_subjects(
     Ok(out)
 }
 
-async fn commit(
-    state: &AppState,
-    org: &str,
-    caller: &Caller,
-    meta: &Meta,
-    c: Change<'_>,
-) -> ScimResult<Response> {
+/// Who writes: the request's server state, organization, caller and audit facts.
+struct Ctx<'a> {
+    state: &'a AppState,
+    org: &'a str,
+    caller: &'a Caller,
+    meta: &'a Meta,
+}
+
+async fn commit(cx: &Ctx<'_>, c: Change<'_>) -> ScimResult<Response> {
+    let (state, org, caller, meta) = (cx.state, cx.org, cx.caller, cx.meta);
     let kind = c.kind;
     let data = state.org(org)?;
     let pkind = match kind {
@@ -979,10 +982,7 @@ async fn commit(
 }
 
 async fn create(
-    state: &AppState,
-    org: &str,
-    caller: &Caller,
-    meta: &Meta,
+    cx: &Ctx<'_>,
     kind: Kind,
     body: Result<Bytes, BytesRejection>,
 ) -> ScimResult<Response> {
@@ -990,10 +990,7 @@ async fn create(
     let doc = normalize(kind, &body)?;
     let id = uuid::Uuid::now_v7().to_string();
     commit(
-        state,
-        org,
-        caller,
-        meta,
+        cx,
         Change {
             kind,
             id,
@@ -1007,15 +1004,13 @@ async fn create(
 }
 
 async fn replace(
-    state: &AppState,
-    org: &str,
-    caller: &Caller,
-    meta: &Meta,
+    cx: &Ctx<'_>,
     kind: Kind,
     id: String,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ScimResult<Response> {
+    let (state, org) = (cx.state, cx.org);
     let body = parse_body(body)?;
     let old = existing(state, org, kind, &id).await?;
     let expect = if_match(headers, old.revision)?;
@@ -1026,10 +1021,7 @@ async fn replace(
     }
     let doc = normalize(kind, &body)?;
     commit(
-        state,
-        org,
-        caller,
-        meta,
+        cx,
         Change {
             kind,
             id,
@@ -1043,15 +1035,13 @@ async fn replace(
 }
 
 async fn patch_one(
-    state: &AppState,
-    org: &str,
-    caller: &Caller,
-    meta: &Meta,
+    cx: &Ctx<'_>,
     kind: Kind,
     id: String,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ScimResult<Response> {
+    let (state, org) = (cx.state, cx.org);
     let body = parse_body(body)?;
     let old = existing(state, org, kind, &id).await?;
     let expect = if_match(headers, old.revision)?;
@@ -1077,10 +1067,7 @@ async fn patch_one(
     }
     let doc = patch::apply(kind, &current, &id, &body)?;
     commit(
-        state,
-        org,
-        caller,
-        meta,
+        cx,
         Change {
             kind,
             id,
@@ -1095,22 +1082,12 @@ async fn patch_one(
     .await
 }
 
-async fn remove(
-    state: &AppState,
-    org: &str,
-    caller: &Caller,
-    meta: &Meta,
-    kind: Kind,
-    id: String,
-    headers: &HeaderMap,
-) -> ScimResult<Response> {
+async fn remove(cx: &Ctx<'_>, kind: Kind, id: String, headers: &HeaderMap) -> ScimResult<Response> {
+    let (state, org) = (cx.state, cx.org);
     let old = existing(state, org, kind, &id).await?;
     let expect = if_match(headers, old.revision)?;
     commit(
-        state,
-        org,
-        caller,
-        meta,
+        cx,
         Change {
             kind,
             id,
@@ -1133,7 +1110,13 @@ macro_rules! write_handlers {
             body: Result<Bytes, BytesRejection>,
         ) -> ScimResult<Response> {
             let caller = gate(&state, caller, &org).await?;
-            create(&state, &org, &caller, &meta, $kind, body).await
+            let cx = Ctx {
+                state: &state,
+                org: &org,
+                caller: &caller,
+                meta: &meta,
+            };
+            create(&cx, $kind, body).await
         }
 
         async fn $replace(
@@ -1145,7 +1128,13 @@ macro_rules! write_handlers {
             body: Result<Bytes, BytesRejection>,
         ) -> ScimResult<Response> {
             let caller = gate(&state, caller, &org).await?;
-            replace(&state, &org, &caller, &meta, $kind, id, &headers, body).await
+            let cx = Ctx {
+                state: &state,
+                org: &org,
+                caller: &caller,
+                meta: &meta,
+            };
+            replace(&cx, $kind, id, &headers, body).await
         }
 
         async fn $patch(
@@ -1157,7 +1146,13 @@ macro_rules! write_handlers {
             body: Result<Bytes, BytesRejection>,
         ) -> ScimResult<Response> {
             let caller = gate(&state, caller, &org).await?;
-            patch_one(&state, &org, &caller, &meta, $kind, id, &headers, body).await
+            let cx = Ctx {
+                state: &state,
+                org: &org,
+                caller: &caller,
+                meta: &meta,
+            };
+            patch_one(&cx, $kind, id, &headers, body).await
         }
 
         async fn $delete(
@@ -1168,7 +1163,13 @@ macro_rules! write_handlers {
             headers: HeaderMap,
         ) -> ScimResult<Response> {
             let caller = gate(&state, caller, &org).await?;
-            remove(&state, &org, &caller, &meta, $kind, id, &headers).await
+            let cx = Ctx {
+                state: &state,
+                org: &org,
+                caller: &caller,
+                meta: &meta,
+            };
+            remove(&cx, $kind, id, &headers).await
         }
     };
 }
