@@ -542,5 +542,27 @@ async fn authorization_code_with_pkce_consent_and_refresh_rotation() {
             .await
             .is_err()
     );
+    // Her suspension revoked every token naming her: reactivated, the tokens issued
+    // before stay dead (the delegated one too), while a new sign-in works again.
+    acme.post(
+        "/v1/orgs/acme/users/anne/status",
+        json!({"status": "active"}),
+    )
+    .await;
+    for t in [&access, &delegated] {
+        let (_, d) = acme
+            .post("/v1/orgs/acme/authorize", decide(t, "document:1"))
+            .await;
+        assert_eq!(d["allowed"], json!(false), "{d}");
+        let (_, i) = acme
+            .post_form("/oauth2/introspect", &[("token", t.as_str())])
+            .await;
+        assert_eq!(i["active"], json!(false), "{i}");
+    }
+    assert!(
+        sign_in_and_approve(&base, "correct horse battery")
+            .await
+            .is_ok()
+    );
     server.shutdown().await.unwrap();
 }

@@ -54,6 +54,9 @@ pub struct Leaver {
     /// Suspend the agents the user owns (the organization's policy); they are
     /// flagged either way.
     pub suspend_owned_agents: bool,
+    /// Remove the user's group memberships (directory sync does; a suspension through
+    /// the admin API keeps them, as it may be lifted).
+    pub remove_memberships: bool,
 }
 
 /// What a leaver's departure did.
@@ -283,7 +286,33 @@ impl Db {
     }
 }
 
-/// Everything a departing user held, withdrawn inside the SCIM write's transaction.
+impl Db {
+    /// A user leaves outside directory sync (an administrator sets `status`, which is
+    /// not active): one revision that changes the status and withdraws what
+    /// [`Leaver`] says.
+    pub async fn user_leaves(
+        &self,
+        org: &str,
+        user_id: &str,
+        status: Status,
+        how: Leaver,
+    ) -> Result<(Principal, i64, LeaverReport)> {
+        self.get_org(org).await?;
+        let mut user = self.principal(org, PrincipalKind::User, user_id).await?;
+        let mut tx = self.begin_write().await?;
+        let revision = next_revision(&mut tx).await?;
+        let now = now_ms();
+        user.status = status;
+        user.tokens_not_before = Some(now);
+        let mut seq = 0;
+        let stored = put_principal_in(&mut tx, org, &user, None, revision, &mut seq).await?;
+        let report = leave(&mut tx, org, &stored, how, revision, &mut seq, now).await?;
+        tx.commit().await?;
+        Ok((stored, revision, report))
+    }
+}
+
+/// Everything a departing user held, withdrawn inside the caller's transaction.
 async fn leave(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     org: &str,
@@ -294,13 +323,17 @@ async fn leave(
     now: i64,
 ) -> Result<LeaverReport> {
     let subject = user.subject();
-    let groups: Vec<String> = sqlx::query_scalar(
+    let groups: Vec<String> = if !how.remove_memberships {
+        Vec::new()
+    } else {
+        sqlx::query_scalar(
         "SELECT object_id FROM tuples WHERE org_id = $1 AND subject = $2 AND object_type = 'group' AND relation = 'member' ORDER BY object_id",
     )
-    .bind(org)
-    .bind(&subject)
-    .fetch_all(&mut **tx)
-    .await?;
+        .bind(org)
+        .bind(&subject)
+        .fetch_all(&mut **tx)
+        .await?
+    };
     for g in &groups {
         delete_tuple_in(
             tx,

@@ -207,10 +207,24 @@ pub async fn set_status(
     caller.require(&org, Role::Admin)?;
     let kind = kind_of(&plural)?;
     check_status(kind, body.status)?;
-    state.org_fresh(&org).await?;
+    let data = state.org_fresh(&org).await?;
     let mut p = state.db.principal(&org, kind, &id).await?;
-    p.status = body.status;
-    let (stored, revision) = state.db.put_principal(&org, &p, None).await?;
+    // A user who stops being active loses every token naming them (also after a
+    // later reactivation), their refresh tokens and pending codes; agents they own
+    // are flagged (and suspended if the organization says so).
+    let mut left = None;
+    let (stored, revision) = if kind == PrincipalKind::User && body.status != Status::Active {
+        let how = warden_storage::Leaver {
+            suspend_owned_agents: data.read().settings.directory.suspend_agents_of_leavers,
+            remove_memberships: false,
+        };
+        let (stored, revision, report) = state.db.user_leaves(&org, &id, body.status, how).await?;
+        left = Some(report);
+        (stored, revision)
+    } else {
+        p.status = body.status;
+        state.db.put_principal(&org, &p, None).await?
+    };
     state.db.notify().await;
     state.wait_for(revision).await?;
     tracing::info!(org, principal = %stored.subject(), status = stored.status.as_str(), "status changed");
@@ -219,7 +233,7 @@ pub async fn set_status(
     let mut rec = meta.change(&org, &caller, "principal.status");
     rec.resource = Some(stored.subject());
     rec.revision = Some(revision);
-    rec.detail = json!({"status": stored.status.as_str()});
+    rec.detail = json!({"status": stored.status.as_str(), "leaver": left});
     crate::audit::change_recorded(&state.audit, rec).await?;
     Ok(axum::Json(out))
 }

@@ -853,7 +853,8 @@ async fn commit(cx: &Ctx<'_>, c: Change<'_>) -> ScimResult<Response> {
         (Some(d), Kind::User) if d.get("active") == Some(&Value::Bool(false)) => Status::Suspended,
         _ => Status::Active,
     };
-    let leaver = kind == Kind::User && was_active && status != Status::Active;
+    // A deletion always withdraws everything, even from a user already suspended.
+    let leaver = kind == Kind::User && status != Status::Active && (was_active || doc.is_none());
     let (mut add, mut remove) = (Vec::new(), Vec::new());
     let mut stored_doc = doc.clone();
     if kind == Kind::Group {
@@ -921,6 +922,7 @@ async fn commit(cx: &Ctx<'_>, c: Change<'_>) -> ScimResult<Response> {
         remove: remove.clone(),
         leaver: leaver.then_some(Leaver {
             suspend_owned_agents,
+            remove_memberships: true,
         }),
     };
     let written = state.db.scim_write(org, &write).await?;
