@@ -41,7 +41,7 @@ pub enum KeyCommand {
     Create {
         #[arg(long)]
         org: String,
-        /// checker, writer or admin.
+        /// checker, writer or admin; or directory (the SCIM endpoints only).
         #[arg(long)]
         role: String,
         #[arg(long, default_value = "")]
