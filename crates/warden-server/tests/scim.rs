@@ -554,6 +554,20 @@ async fn bad_input(acme: &Client, dir: &Client, other_dir: &Client) {
         .get("/scim/v2/acme/Users")
         .await;
     assert_eq!(s, 401);
+    // A revoked directory key stops at once.
+    let (_, k) = acme
+        .post(
+            "/v1/orgs/acme/keys",
+            json!({"role": "directory", "name": "old"}),
+        )
+        .await;
+    let old = dir.with_key(k["token"].as_str().unwrap());
+    assert_eq!(old.get("/scim/v2/acme/Users").await.0, 200);
+    let (s, _) = acme
+        .delete(&format!("/v1/orgs/acme/keys/{}", k["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(old.get("/scim/v2/acme/Users").await.0, 401);
 
     assert_eq!(total(dir, "Users").await, users_before, "nothing written");
     assert_eq!(total(dir, "Groups").await, groups_before, "nothing written");

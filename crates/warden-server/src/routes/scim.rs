@@ -343,6 +343,39 @@ struct Directory {
 }
 
 impl Directory {
+    /// Only what one resource needs: a user's groups (and their names), or a
+    /// group's members.
+    async fn for_one(state: &AppState, org: &str, kind: Kind, id: &str) -> ScimResult<Directory> {
+        let mut dir = Directory {
+            group_names: HashMap::new(),
+            members: HashMap::new(),
+            groups_of: HashMap::new(),
+        };
+        match kind {
+            Kind::User => {
+                let subject = format!("user:{id}");
+                let groups = state.db.groups_of(org, &subject).await?;
+                for g in &groups {
+                    if let Some(row) = state.db.scim_get(org, "Group", g).await? {
+                        let doc: Value = serde_json::from_str(&row.doc).unwrap_or_default();
+                        let name = doc["displayName"].as_str().unwrap_or_default().to_string();
+                        dir.group_names.insert(g.clone(), name);
+                    }
+                }
+                dir.groups_of.insert(subject, groups);
+            }
+            Kind::Group => {
+                let members = state.db.group_members(org, Some(id)).await?;
+                dir.members.insert(
+                    id.to_string(),
+                    members.into_iter().map(|(_, s)| s).collect(),
+                );
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Everything, for queries over many resources.
     async fn load(state: &AppState, org: &str) -> ScimResult<Directory> {
         let mut group_names = HashMap::new();
         for g in state.db.scim_list(org, "Group", None).await? {
@@ -677,7 +710,7 @@ async fn get_one(
         return Ok(res);
     }
     let (attrs, excluded) = projection(kind, q)?;
-    let dir = Directory::load(state, org).await?;
+    let dir = Directory::for_one(state, org, kind, id).await?;
     let v = full(kind, &base(state, org), &row, &dir);
     let mut shown = project(kind, &v, &attrs, &excluded);
     // A single resource always carries its `meta` (with the version its ETag header
@@ -966,7 +999,7 @@ async fn commit(cx: &Ctx<'_>, c: Change<'_>) -> ScimResult<Response> {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let row = existing(state, org, kind, &c.id).await?;
-    let dir = Directory::load(state, org).await?;
+    let dir = Directory::for_one(state, org, kind, &c.id).await?;
     let b = base(state, org);
     let v = full(kind, &b, &row, &dir);
     let location = format!("{b}/{}/{}", kind.endpoint(), c.id);
