@@ -48,6 +48,58 @@ pub struct OrgSettings {
     /// Directory sync (SCIM): what a leaver's departure does to the agents they own.
     #[serde(default)]
     pub directory: DirectorySettings,
+    /// Human approval: which allowed actions must wait for a person.
+    #[serde(default)]
+    pub approvals: ApprovalSettings,
+}
+
+/// The organization's approval rules and where requests are announced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSettings {
+    #[serde(default)]
+    pub rules: Vec<ApprovalRule>,
+    /// Called when a request is created and when it is decided (same form and
+    /// signature as the audit webhook).
+    #[serde(default)]
+    pub webhook: Option<AuditWebhook>,
+}
+
+/// When an allowed action must still wait for a person, and who that may be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRule {
+    /// Unique within the organization.
+    pub name: String,
+    /// The resource type it covers.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// The actions (relations) it covers.
+    pub relations: Vec<String>,
+    /// A CEL condition over the request context (`context.amount > 1000`); absent:
+    /// always.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// Approvers hold this relation on the resource at the moment they approve ...
+    #[serde(default)]
+    pub approver_relation: Option<String>,
+    /// ... or are members of this group (`group:<id>`, or its id).
+    #[serde(default)]
+    pub approver_group: Option<String>,
+    /// How long a request waits for a decision (seconds; default 3600).
+    #[serde(default = "default_wait_secs")]
+    pub wait_secs: u32,
+    /// How long a granted approval may be used (seconds; default 300).
+    #[serde(default = "default_valid_secs")]
+    pub valid_secs: u32,
+}
+
+fn default_wait_secs() -> u32 {
+    3600
+}
+
+fn default_valid_secs() -> u32 {
+    300
 }
 
 /// The organization's directory sync policy.
@@ -159,6 +211,9 @@ pub struct OrgData {
     pub models: Vec<(String, Arc<Model>)>,
     pub tuples: TupleStore,
     pub settings: OrgSettings,
+    /// The approval rules' conditions, compiled (in the order of
+    /// `settings.approvals.rules`).
+    pub approval_conditions: Arc<Vec<Option<warden_engine::approval::RuleCondition>>>,
     /// Users, groups and agents by (kind, id).
     pub principals: HashMap<(PrincipalKind, String), Principal>,
 }
@@ -436,7 +491,22 @@ impl AppState {
                 OrgSettings::default()
             }),
         };
-        self.org_entry(org).write().settings = settings;
+        let conditions = settings
+            .approvals
+            .rules
+            .iter()
+            .map(|r| {
+                r.condition.as_deref().and_then(|c| {
+                    warden_engine::approval::RuleCondition::compile(c)
+                        .map_err(|e| tracing::error!(org, rule = %r.name, error = %e, "approval condition does not compile"))
+                        .ok()
+                })
+            })
+            .collect();
+        let entry = self.org_entry(org);
+        let mut d = entry.write();
+        d.settings = settings;
+        d.approval_conditions = Arc::new(conditions);
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 //! Architecture invariant: this crate knows nothing of HTTP or of the decision engine's
 //! evaluation; it stores and returns data, validated by its callers.
 
+mod approvals;
 mod audit;
 mod error;
 mod keys;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
+pub use approvals::{Approval, ApprovalBinding, Verdict};
 pub use audit::AuditFilter;
 pub use error::StorageError;
 pub use keys::{ApiKey, NewKey, Role};

@@ -214,6 +214,34 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE UNIQUE INDEX scim_user_names ON scim_resources (org_id, name_key) WHERE kind = 'User'",
         "CREATE INDEX scim_by_name ON scim_resources (org_id, kind, name_key)",
     ],
+    &[
+        // Human approval requests: who asked, for whom, what, on what, under which
+        // context (digest), and what became of the request.
+        "CREATE TABLE approvals (
+            org_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            status TEXT NOT NULL,
+            agent_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            actors TEXT NOT NULL,
+            relation TEXT NOT NULL,
+            object TEXT NOT NULL,
+            context_digest TEXT NOT NULL,
+            context TEXT NOT NULL,
+            decision_id TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            decided_at BIGINT,
+            decided_by TEXT,
+            valid_until BIGINT,
+            reason TEXT,
+            used_at BIGINT,
+            used_by TEXT,
+            PRIMARY KEY (org_id, id)
+        )",
+        "CREATE INDEX approvals_by_status ON approvals (org_id, status, created_at)",
+    ],
 ];
 
 pub(crate) async fn run(db: &Db) -> Result<()> {

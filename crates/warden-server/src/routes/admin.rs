@@ -134,29 +134,23 @@ pub async fn put_settings(
             "audit.retention_days is 1 to 36500 (or absent: keep forever)",
         ));
     }
-    if let Some(hook) = settings.audit.webhook.as_mut() {
-        let url = reqwest::Url::parse(&hook.url)
-            .map_err(|e| ApiError::bad_request(format!("audit.webhook.url: {e}")))?;
-        let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-        if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
-            return Err(ApiError::bad_request(
-                "audit.webhook.url must be https:// (or http:// to a loopback address)",
-            ));
-        }
-        if hook.secret.as_deref() == Some(crate::state::SECRET_MASK) {
-            // Written back as read: keep the stored secret.
-            hook.secret = previous
-                .audit
-                .webhook
-                .as_ref()
-                .and_then(|h| h.secret.clone());
-        }
-        if hook.secret.as_ref().is_some_and(|s| s.len() < 16) {
-            return Err(ApiError::bad_request(
-                "audit.webhook.secret must be at least 16 characters",
-            ));
-        }
-    }
+    let kept = previous
+        .audit
+        .webhook
+        .as_ref()
+        .and_then(|h| h.secret.clone());
+    check_webhook("audit.webhook", settings.audit.webhook.as_mut(), kept)?;
+    let kept = previous
+        .approvals
+        .webhook
+        .as_ref()
+        .and_then(|h| h.secret.clone());
+    check_webhook(
+        "approvals.webhook",
+        settings.approvals.webhook.as_mut(),
+        kept,
+    )?;
+    check_approval_rules(&settings.approvals.rules)?;
     for (id, r) in &settings.resources {
         if !(r.uri.starts_with("https://") || r.uri.starts_with("http://")) || r.uri.contains('#') {
             return Err(ApiError::bad_request(format!(
@@ -227,10 +221,77 @@ pub async fn get_settings(
     caller.require(&org, Role::Checker)?;
     let data = state.org_fresh(&org).await?;
     let mut settings = data.read().settings.clone();
-    if let Some(h) = settings.audit.webhook.as_mut()
-        && h.secret.is_some()
+    for h in [
+        settings.audit.webhook.as_mut(),
+        settings.approvals.webhook.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
     {
-        h.secret = Some(crate::state::SECRET_MASK.to_string());
+        if h.secret.is_some() {
+            h.secret = Some(crate::state::SECRET_MASK.to_string());
+        }
     }
     Ok(axum::Json(settings))
+}
+
+/// A webhook's URL must be https (or http to a loopback address) and its secret, if
+/// any, 16 characters or more; a secret written back as read (`(set)`) keeps `kept`.
+fn check_webhook(
+    field: &str,
+    hook: Option<&mut crate::state::AuditWebhook>,
+    kept: Option<String>,
+) -> ApiResult<()> {
+    let Some(hook) = hook else {
+        return Ok(());
+    };
+    let url = reqwest::Url::parse(&hook.url)
+        .map_err(|e| ApiError::bad_request(format!("{field}.url: {e}")))?;
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+        return Err(ApiError::bad_request(format!(
+            "{field}.url must be https:// (or http:// to a loopback address)"
+        )));
+    }
+    if hook.secret.as_deref() == Some(crate::state::SECRET_MASK) {
+        hook.secret = kept;
+    }
+    if hook.secret.as_ref().is_some_and(|s| s.len() < 16) {
+        return Err(ApiError::bad_request(format!(
+            "{field}.secret must be at least 16 characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Approval rules: unique names, a type and relations, exactly one kind of approver,
+/// a condition that compiles, sane durations.
+fn check_approval_rules(rules: &[crate::state::ApprovalRule]) -> ApiResult<()> {
+    let mut names = std::collections::HashSet::new();
+    for r in rules {
+        let bad = |m: String| ApiError::bad_request(format!("approval rule `{}`: {m}", r.name));
+        if r.name.is_empty() || !names.insert(r.name.as_str()) {
+            return Err(ApiError::bad_request(
+                "every approval rule needs a unique, non-empty name",
+            ));
+        }
+        if r.type_name.is_empty() || r.relations.is_empty() {
+            return Err(bad("`type` and at least one relation are required".into()));
+        }
+        if r.approver_relation.is_some() == r.approver_group.is_some() {
+            return Err(bad(
+                "name exactly one of `approver_relation` and `approver_group`".into(),
+            ));
+        }
+        if let Some(c) = &r.condition {
+            warden_engine::approval::RuleCondition::compile(c)
+                .map_err(|e| bad(format!("condition: {e}")))?;
+        }
+        if !(1..=7 * 86_400).contains(&r.wait_secs) || !(1..=86_400).contains(&r.valid_secs) {
+            return Err(bad(
+                "wait_secs is 1 to 604800 and valid_secs 1 to 86400".into()
+            ));
+        }
+    }
+    Ok(())
 }

@@ -48,7 +48,7 @@ struct Ticket {
     user: Option<String>,
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '&' => "&amp;".to_string(),
@@ -61,7 +61,7 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
          <style>body{{font-family:sans-serif;max-width:32rem;margin:3rem auto}}\
@@ -339,7 +339,7 @@ impl DisplayName for warden_storage::Principal {
     }
 }
 
-fn verify_password(hash: &str, password: &str) -> bool {
+pub(crate) fn verify_password(hash: &str, password: &str) -> bool {
     use password_hash::{PasswordHash, PasswordVerifier};
     PasswordHash::new(hash)
         .map(|h| {

@@ -67,6 +67,10 @@ pub struct AuthorizeBody {
     contextual_tuples: Vec<TupleKey>,
     #[serde(default)]
     consistency: Option<Consistency>,
+    /// When an earlier answer was `approval_required`: the approval a person granted.
+    /// It is used up by this decision if it binds exactly this request.
+    #[serde(default)]
+    approval_id: Option<String>,
 }
 
 /// One check of the decision and its outcome.
@@ -84,6 +88,10 @@ pub struct Reason {
 pub struct Decision {
     pub decision_id: String,
     pub allowed: bool,
+    /// When an approval rule applies: `{approval_required, approval_id, approve_url,
+    /// expires_at}` for a new request, or what became of the `approval_id` sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Value>,
     pub reasons: Vec<Reason>,
     pub revision: i64,
 }
@@ -338,6 +346,36 @@ pub async fn authorize(
             },
         );
     }
+    // A person must agree where a rule says so (only for what is otherwise allowed).
+    let mut approval = None;
+    let rule = if allowed {
+        super::approvals::matching_rule(&data.read(), &body.object, &body.relation, &body.context)
+    } else {
+        None
+    };
+    if let Some(rule) = rule {
+        let req = super::approvals::Request {
+            org: &org,
+            agent: &agent,
+            user: user.as_deref(),
+            actors: &actors,
+            relation: &body.relation,
+            object: &body.object,
+            context: &body.context,
+            decision_id: &rec.id,
+        };
+        let (ok, detail) =
+            super::approvals::step(&state, &rule, &req, body.approval_id.as_deref()).await?;
+        allowed &= ok;
+        rec.approval_id = detail["approval_id"].as_str().map(str::to_string);
+        reasons.push(Reason {
+            check: "approval",
+            ok,
+            subject: None,
+            detail: detail.clone(),
+        });
+        approval = Some(detail);
+    }
     state
         .metrics
         .record_decision(if allowed { "allowed" } else { "denied" });
@@ -356,6 +394,7 @@ pub async fn authorize(
     Ok(axum::Json(Decision {
         decision_id,
         allowed,
+        approval,
         reasons,
         revision,
     }))

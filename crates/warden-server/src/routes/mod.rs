@@ -2,6 +2,7 @@
 //! operations (`/healthz`, `/readyz`, `/metrics`) and discovery.
 
 mod admin;
+mod approvals;
 mod audit;
 mod authflow;
 mod authorize;
@@ -101,7 +102,13 @@ api! {
     post "/v1/orgs/{org}/list-objects" => decisions::list_objects [decisions::ListObjectsBody], "Objects of a type the user has a relation on", "checker";
     post "/v1/orgs/{org}/list-users" => decisions::list_users [decisions::ListUsersBody], "Users that have a relation on an object", "checker";
     post "/v1/orgs/{org}/expand" => decisions::expand [decisions::ExpandBody], "The userset tree of a relation", "checker";
-    post "/v1/orgs/{org}/authorize" => authorize::authorize [authorize::AuthorizeBody], "The delegated decision: agent, user, actors and scope must all allow", "checker";
+    post "/v1/orgs/{org}/authorize" => authorize::authorize [authorize::AuthorizeBody], "The delegated decision: agent, user, actors and scope must all allow (and a person, where an approval rule says so)", "checker";
+    get "/v1/orgs/{org}/approvals" => approvals::list [], "Approval requests, newest first (`?status=pending`)", "checker";
+    get "/v1/orgs/{org}/approvals/{id}" => approvals::get [], "One approval request", "checker";
+    get "/v1/orgs/{org}/approvals/{id}/wait" => approvals::wait [], "Wait (long-poll, up to `timeout_secs`) until an approval request is decided", "checker";
+    get "/approve/{org}/{id}" => approvals::review [], "The approval page: the request and approve / deny (or sign-in)", "approver session";
+    post "/approve/{org}/{id}/signin" => approvals::signin [], "Approver sign-in (sets the session cookie)", "none";
+    post "/approve/{org}/{id}/decide" => approvals::decide [], "Approve or deny (session cookie + CSRF token; never a bearer token)", "approver session";
     post "/v1/orgs/{org}/agents/{id}/credentials" => oauth::add_credential [oauth::NewCredential], "Register a public key (JWK) or create a client secret for an agent", "admin";
     get "/v1/orgs/{org}/agents/{id}/credentials" => oauth::list_credentials [], "List an agent's credentials", "admin";
     delete "/v1/orgs/{org}/agents/{id}/credentials/{cred}" => oauth::revoke_credential [], "Revoke a credential", "admin";
