@@ -270,3 +270,77 @@ async fn scim2_tester_against_warden() {
     assert!(status.success(), "scim2-tester failed:\n{out}\n{err}");
     assert!(out.contains("scim2-tester: "), "{out}");
 }
+
+/// A person approves in real headless Chromium (Playwright); the agent's retried
+/// decision is then allowed, once.
+#[tokio::test]
+async fn an_approver_approves_in_chromium() {
+    let Some(py) = python_with("playwright") else {
+        return;
+    };
+    let chromium = std::env::var("WARDEN_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).exists() {
+        assert!(
+            std::env::var_os("WARDEN_REQUIRE_PYTHON").is_none(),
+            "Chromium required (WARDEN_REQUIRE_PYTHON) but not at {chromium}"
+        );
+        eprintln!(
+            "\n!!! SKIPPING the browser test: no Chromium at {chromium} (apt-get install chromium) !!!\n"
+        );
+        return;
+    }
+    let db = TestDb::sqlite();
+    let server = start(&db.url).await;
+    let base = format!("http://{}", server.local_addr);
+    let admin = Client::new(&server, server.bootstrap_key.as_deref().unwrap());
+    let dsl = "model\n  schema 1.1\n\ntype user\n\ntype agent\n\ntype account\n  relations\n    define approver: [user]\n    define transfer: [user, agent]\n";
+    let acme = admin.org_with_model("acme", dsl).await;
+    let (s, b) = acme
+        .put(
+            "/v1/orgs/acme/settings",
+            json!({"scopes": {"payments": ["account#transfer"]},
+                   "approvals": {"rules": [{"name": "big", "type": "account", "relations": ["transfer"],
+                                            "condition": "context.amount > 1000", "approver_relation": "approver"}]}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let password = "correct horse battery staple";
+    for u in ["anne", "carol"] {
+        acme.put(
+            &format!("/v1/orgs/acme/users/{u}"),
+            json!({"password": password}),
+        )
+        .await;
+    }
+    acme.put(
+        "/v1/orgs/acme/agents/bot",
+        json!({"owner": "user:anne", "allowed_scopes": ["payments"]}),
+    )
+    .await;
+    acme.post(
+        "/v1/orgs/acme/tuples/write",
+        json!({"writes": [
+            {"user": "user:anne", "relation": "transfer", "object": "account:ops"},
+            {"user": "agent:bot", "relation": "transfer", "object": "account:ops"},
+            {"user": "user:carol", "relation": "approver", "object": "account:ops"},
+        ]}),
+    )
+    .await;
+    let ask = json!({"agent": "bot", "on_behalf_of": "anne", "relation": "transfer",
+                     "object": "account:ops", "context": {"amount": 2500, "to": "ACME-42"}});
+    let (_, d) = acme.post("/v1/orgs/acme/authorize", ask.clone()).await;
+    assert_eq!(d["allowed"], json!(false), "{d}");
+    let id = d["approval"]["approval_id"].as_str().unwrap().to_string();
+    let cfg = json!({"url": format!("{base}/approve/acme/{id}"), "user": "carol", "password": password,
+                     "agent": "bot", "on_behalf_of": "anne", "action": "transfer",
+                     "resource": "account:ops", "context": {"amount": 2500, "to": "ACME-42"}});
+    let (status, out, err) = run_script(py, "approval_browser.py", cfg).await;
+    println!("{out}");
+    assert!(status.success(), "browser approval failed:\n{out}\n{err}");
+    let mut retry = ask.clone();
+    retry["approval_id"] = json!(id);
+    let (_, d) = acme.post("/v1/orgs/acme/authorize", retry.clone()).await;
+    assert_eq!(d["allowed"], json!(true), "{d}");
+    let (_, d) = acme.post("/v1/orgs/acme/authorize", retry).await;
+    assert_eq!(d["allowed"], json!(false), "used once: {d}");
+}

@@ -519,7 +519,7 @@ pub async fn review(
     } else {
         String::new()
     };
-    page(
+    let mut res = page(
         StatusCode::OK,
         "Approval request",
         &format!(
@@ -527,7 +527,14 @@ pub async fn review(
             escape(&s.user),
             details(&a)
         ),
-    )
+    );
+    // Browsers then send this page's origin with the form (with `no-referrer` they
+    // send `Origin: null`), which the decision checks.
+    res.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    res
 }
 
 /// `POST /approve/{org}/{id}/signin`.
