@@ -17,7 +17,7 @@ use common::{Client, start};
 use serde_json::{Value, json};
 use warden_storage::testing::TestDb;
 
-const DSL: &str = "model\n  schema 1.1\n\ntype user\n\ntype agent\n\ntype group\n  relations\n    define member: [user]\n\ntype account\n  relations\n    define approver: [user, group#member]\n    define transfer: [user, agent]\n    define close: [user, agent]\n\ntype vault\n  relations\n    define approver: [user]\n    define open: [user, agent]\n";
+const DSL: &str = "model\n  schema 1.1\n\ntype user\n\ntype agent\n\ntype group\n  relations\n    define member: [user]\n\ntype account\n  relations\n    define approver: [user, group#member]\n    define transfer: [user, agent]\n    define close: [user, agent]\n\ntype vault\n  relations\n    define approver: [user]\n    define open: [user, agent]\n    define close: [user, agent]\n";
 const PASSWORD: &str = "correct horse battery staple";
 
 struct World {
@@ -68,14 +68,16 @@ async fn world_on(db: TestDb) -> World {
         .put(
             "/v1/orgs/acme/settings",
             json!({
-                "scopes": {"payments": ["account#transfer", "account#close", "vault#open"]},
+                "scopes": {"payments": ["account#transfer", "account#close", "vault#open", "vault#close"]},
                 "approvals": {
                     "rules": [
                         {"name": "big-transfers", "type": "account", "relations": ["transfer", "close"],
                          "condition": "context.amount > 1000", "approver_relation": "approver",
                          "wait_secs": 600, "valid_secs": 60},
                         {"name": "vault", "type": "vault", "relations": ["open"],
-                         "approver_group": "treasury", "wait_secs": 600, "valid_secs": 1}
+                         "approver_group": "treasury", "wait_secs": 600, "valid_secs": 1},
+                        {"name": "vault-close", "type": "vault", "relations": ["close"],
+                         "approver_group": "group:treasury", "wait_secs": 4}
                     ],
                     "webhook": {"url": hook_url, "secret": "approval-hook-secret-123"}
                 }
@@ -120,6 +122,7 @@ async fn world_on(db: TestDb) -> World {
             ("close", "account:ops"),
             ("transfer", "account:other"),
             ("open", "vault:main"),
+            ("close", "vault:main"),
         ] {
             writes.push(json!({"user": who, "relation": rel, "object": obj}));
         }
@@ -403,6 +406,36 @@ async fn an_expired_approval_is_refused() {
             .contains("expired"),
         "{d}"
     );
+}
+
+#[tokio::test]
+async fn a_request_past_its_wait_cannot_be_approved() {
+    let w = world().await;
+    let close = json!({"agent": "bot", "on_behalf_of": "anne", "relation": "close", "object": "vault:main"});
+    let id = request(&w, close.clone()).await;
+    let cookie = sign_in(&w, &id, "erin").await;
+    let (_, csrf) = review(&w, &id, &cookie).await;
+    // The page was opened in time; the decision comes too late.
+    for _ in 0..100 {
+        let (_, a) = w.acme.get(&format!("/v1/orgs/acme/approvals/{id}")).await;
+        if a["status"] == "expired" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (s, page) = decide(
+        &w,
+        &id,
+        Some(&cookie),
+        &[("csrf", &csrf), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(s, 409, "{page}");
+    assert!(page.contains("expired"), "{page}");
+    let (_, a) = w.acme.get(&format!("/v1/orgs/acme/approvals/{id}")).await;
+    assert_eq!(a["status"], "expired");
+    let d = authorize(&w, with_approval(close, &id)).await;
+    assert_eq!(d["allowed"], false, "{d}");
 }
 
 #[tokio::test]
