@@ -12,6 +12,7 @@ mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+mod signed;
 pub mod state;
 
 use std::net::SocketAddr;

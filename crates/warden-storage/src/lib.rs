@@ -243,6 +243,25 @@ impl Db {
     }
 }
 
+/// Fails with `NotFound` unless the organization exists (inside `tx`, so that the
+/// write that follows cannot race its deletion).
+pub(crate) async fn require_org(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    org: &str,
+) -> Result<()> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1")
+        .bind(org)
+        .fetch_optional(&mut **tx)
+        .await?;
+    match exists {
+        Some(_) => Ok(()),
+        None => Err(StorageError::NotFound {
+            what: "organization",
+            name: org.to_string(),
+        }),
+    }
+}
+
 /// Takes the next revision inside `tx`. The row lock it holds until commit orders
 /// concurrent writers, so revisions commit in increasing order.
 pub(crate) async fn next_revision(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<i64> {

@@ -7,7 +7,9 @@ use warden_engine::TupleKey;
 
 use crate::principals::put_principal_in;
 use crate::tuples::{delete_tuple_in, insert_tuple_in};
-use crate::{Db, Principal, PrincipalKind, Result, Status, StorageError, next_revision, now_ms};
+use crate::{
+    Db, Principal, PrincipalKind, Result, Status, StorageError, next_revision, now_ms, require_org,
+};
 
 /// A stored SCIM resource.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,16 +188,7 @@ impl Db {
     /// Makes one SCIM write, atomically, as one revision.
     pub async fn scim_write(&self, org: &str, w: &ScimWrite) -> Result<ScimWritten> {
         let mut tx = self.begin_write().await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1")
-            .bind(org)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(StorageError::NotFound {
-                what: "organization",
-                name: org.to_string(),
-            });
-        }
+        require_org(&mut tx, org).await?;
         let revision = next_revision(&mut tx).await?;
         let now = now_ms();
         let current: Option<(i64, i64)> = sqlx::query(

@@ -6,7 +6,7 @@ use sqlx::Row;
 use warden_engine::TupleKey;
 use warden_engine::tuple::TupleCondition;
 
-use crate::{Db, Result, StorageError, next_revision, now_ms};
+use crate::{Db, Result, StorageError, next_revision, now_ms, require_org};
 
 /// A tuple as stored, with the revision that wrote it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -146,16 +146,7 @@ impl Db {
         deletes: &[TupleKey],
     ) -> Result<i64> {
         let mut tx = self.begin_write().await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1")
-            .bind(org)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(StorageError::NotFound {
-                what: "organization",
-                name: org.to_string(),
-            });
-        }
+        require_org(&mut tx, org).await?;
         let revision = next_revision(&mut tx).await?;
         let mut seq: i64 = 0;
         for t in deletes {

@@ -30,6 +30,7 @@ use super::authflow::{escape, page, verify_password};
 use crate::audit::Meta;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::signed::{read, sign};
 use crate::state::{AppState, ApprovalRule, OrgData};
 
 /// How long an approver's sign-in lasts.
@@ -355,37 +356,6 @@ struct Session {
     user: String,
     /// The CSRF token forms must carry.
     csrf: String,
-}
-
-fn sign<T: Serialize>(state: &AppState, typ: &str, claims: &T) -> Option<String> {
-    let key = state.oauth.read().current.clone()?;
-    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-    h.kid = Some(key.kid.clone());
-    h.typ = Some(typ.into());
-    jsonwebtoken::encode(&h, claims, &key.encoding_key()).ok()
-}
-
-fn read<T: serde::de::DeserializeOwned>(
-    state: &AppState,
-    typ: &str,
-    token: &str,
-    aud: &str,
-) -> Option<T> {
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.alg != jsonwebtoken::Algorithm::EdDSA || header.typ.as_deref() != Some(typ) {
-        return None;
-    }
-    let o = state.oauth.read();
-    let key = o
-        .published
-        .iter()
-        .find(|k| Some(&k.kid) == header.kid.as_ref())?;
-    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
-    v.set_issuer(&[&state.issuer]);
-    v.set_audience(&[aud]);
-    jsonwebtoken::decode::<T>(token, &key.decoding_key().ok()?, &v)
-        .ok()
-        .map(|d| d.claims)
 }
 
 fn cookie_name(org: &str) -> String {

@@ -142,32 +142,12 @@ fn enc(s: &str) -> String {
 }
 
 fn sign_ticket(state: &AppState, t: &Ticket) -> Option<String> {
-    let key = state.oauth.read().current.clone()?;
-    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-    h.kid = Some(key.kid.clone());
-    h.typ = Some("warden-ticket+jwt".into());
-    jsonwebtoken::encode(&h, t, &key.encoding_key()).ok()
+    crate::signed::sign(state, "warden-ticket+jwt", t)
 }
 
 fn read_ticket(state: &AppState, token: &str, stage: &str) -> Option<Ticket> {
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.alg != jsonwebtoken::Algorithm::EdDSA
-        || header.typ.as_deref() != Some("warden-ticket+jwt")
-    {
-        return None;
-    }
-    let o = state.oauth.read();
-    let key = o
-        .published
-        .iter()
-        .find(|k| Some(&k.kid) == header.kid.as_ref())?;
-    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
-    v.set_issuer(&[&state.issuer]);
-    v.set_audience(&[TICKET_AUDIENCE]);
-    let t = jsonwebtoken::decode::<Ticket>(token, &key.decoding_key().ok()?, &v)
-        .ok()?
-        .claims;
-    (t.stage == stage).then_some(t)
+    crate::signed::read::<Ticket>(state, "warden-ticket+jwt", token, TICKET_AUDIENCE)
+        .filter(|t| t.stage == stage)
 }
 
 fn hidden(name: &str, value: &str) -> String {
