@@ -195,6 +195,7 @@ fn split_urn(kind: Kind, text: &str) -> Option<(Option<&'static str>, &str)> {
         std::iter::once((None, core)).chain(kind.extensions().iter().map(|s| (Some(s.id), s.id)));
     for (ext, id) in schemas {
         if text.len() > id.len()
+            && text.is_char_boundary(id.len())
             && text[..id.len()].eq_ignore_ascii_case(id)
             && text.as_bytes()[id.len()] == b':'
         {
@@ -690,6 +691,17 @@ mod tests {
         let deep = format!("{}userName pr{}", "(".repeat(100), ")".repeat(100));
         assert!(Filter::parse(Kind::User, &deep).is_err());
         assert!(Filter::parse(Kind::User, &"a".repeat(MAX_LEN + 1)).is_err());
+        // A multi-byte character where a schema URN would end is an error, not a panic.
+        let tricky = format!("urn:{}é pr", "a".repeat(37));
+        assert!(Filter::parse(Kind::User, &tricky).is_err());
+        assert!(PatchPath::parse(Kind::User, &tricky).is_err());
+        assert!(
+            resolve(
+                Kind::User,
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:Useré"
+            )
+            .is_none()
+        );
         // Injection text inside a string is just a value.
         assert!(!m(r#"userName eq "x' OR '1'='1""#));
     }

@@ -716,3 +716,63 @@ async fn bad_approval_rules_are_refused() {
         assert!(e["message"].as_str().unwrap().contains(why), "{why}: {e}");
     }
 }
+
+#[tokio::test]
+async fn the_owner_of_an_agent_acting_alone_cannot_approve() {
+    let w = world().await;
+    // The bot acts on its own; Anne owns it and holds `approver`.
+    let alone = json!({"agent": "bot", "relation": "transfer", "object": "account:ops",
+                       "context": {"amount": 9000}});
+    let (s, b) = w
+        .acme
+        .post(
+            "/v1/orgs/acme/tuples/write",
+            json!({"writes": [{"user": "agent:bot", "relation": "approver", "object": "account:ops"}]}),
+        )
+        .await;
+    assert_eq!(s, 400, "agents are not approvers in this model: {b}");
+    let id = request(&w, alone).await;
+    let cookie = sign_in(&w, &id, "anne").await;
+    let (_, csrf) = review(&w, &id, &cookie).await;
+    let (s, page) = decide(
+        &w,
+        &id,
+        Some(&cookie),
+        &[("csrf", &csrf), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(s, 403, "{page}");
+    assert!(page.contains("answers for agent:bot"), "{page}");
+    // Asking again waits on the same request instead of making another.
+    let again = request(
+        &w,
+        json!({"agent": "bot", "relation": "transfer", "object": "account:ops",
+                                   "context": {"amount": 9000}}),
+    )
+    .await;
+    assert_eq!(again, id);
+}
+
+#[tokio::test]
+async fn an_approval_dies_with_its_approver_leaving() {
+    let w = world().await;
+    let id = request(&w, transfer(5000)).await;
+    approve(&w, &id, "carol").await;
+    let (s, _) = w
+        .acme
+        .post(
+            "/v1/orgs/acme/users/carol/status",
+            json!({"status": "suspended"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let d = authorize(&w, with_approval(transfer(5000), &id)).await;
+    assert_eq!(d["allowed"], false, "{d}");
+    assert!(
+        d["approval"]["refused"]
+            .as_str()
+            .unwrap()
+            .contains("revoked"),
+        "{d}"
+    );
+}

@@ -909,3 +909,81 @@ async fn a_scim_change_on_one_node_is_enforced_on_the_other() {
     }
     println!("SCIM change on node A enforced on node B without a revision after: {latencies:?}");
 }
+
+/// The directory and the administrator share a user: an administrator's suspension
+/// survives routine directory updates; a deactivation from the directory afterwards
+/// still withdraws memberships; inactive users are not added to groups.
+#[tokio::test]
+async fn directory_updates_respect_an_administrators_suspension() {
+    let db = TestDb::sqlite();
+    let server = start(&db.url).await;
+    let (acme, dir) = setup(&server).await;
+    let (_, u) = dir
+        .post(
+            "/scim/v2/acme/Users",
+            json!({"schemas": [USER], "userName": "gus"}),
+        )
+        .await;
+    let uid = u["id"].as_str().unwrap().to_string();
+    let (_, g) = dir
+        .post(
+            "/scim/v2/acme/Groups",
+            json!({"schemas": [GROUP], "displayName": "ops", "members": [{"value": uid}]}),
+        )
+        .await;
+    let gid = g["id"].as_str().unwrap().to_string();
+    assert_eq!(g["members"][0]["value"], json!(uid), "{g}");
+    let (s, _) = acme
+        .post(
+            &format!("/v1/orgs/acme/users/{uid}/status"),
+            json!({"status": "suspended"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    // A routine update that does not mention `active` leaves the suspension alone.
+    patch(
+        &dir,
+        &format!("Users/{uid}"),
+        json!([{"op": "replace", "path": "title", "value": "SRE"}]),
+    )
+    .await;
+    assert_eq!(status_of(&acme, &uid).await, "suspended");
+    // The directory deactivating them now is a departure: memberships go.
+    patch(
+        &dir,
+        &format!("Users/{uid}"),
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    )
+    .await;
+    let (_, g) = dir.get(&format!("/scim/v2/acme/Groups/{gid}")).await;
+    assert!(g.get("members").is_none(), "{g}");
+    // An inactive user named as a member is not added (and the write says so).
+    let g = patch(
+        &dir,
+        &format!("Groups/{gid}"),
+        json!([{"op": "add", "path": "members", "value": [{"value": uid}]}]),
+    )
+    .await;
+    assert!(g.get("members").is_none(), "{g}");
+    let (_, log) = acme
+        .get("/v1/orgs/acme/audit?kind=change&action=scim.group.patch&limit=10")
+        .await;
+    assert!(
+        log.to_string().contains("members_skipped_inactive"),
+        "{log}"
+    );
+    let last = log["records"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["detail"]["members_skipped_inactive"],
+        json!([format!("user:{uid}")]),
+        "{last}"
+    );
+    // The directory reactivating explicitly does reactivate.
+    patch(
+        &dir,
+        &format!("Users/{uid}"),
+        json!([{"op": "replace", "path": "active", "value": true}]),
+    )
+    .await;
+    assert_eq!(status_of(&acme, &uid).await, "active");
+}

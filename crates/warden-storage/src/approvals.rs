@@ -14,8 +14,9 @@ pub struct Approval {
     pub id: String,
     /// The rule that asked for it.
     pub rule: String,
-    /// `pending`, `granted`, `denied` or `used` (a pending request past `expires_at`
-    /// is shown as `expired`).
+    /// `pending`, `granted`, `denied`, `used` or `revoked` (the user it was for,
+    /// or its approver, left); a pending request past `expires_at` is shown as
+    /// `expired`.
     pub status: String,
     /// What it binds: the agent, the user it acts for (empty if none), the further
     /// actors, the action, the resource and the SHA-256 of the request context.
@@ -215,5 +216,68 @@ impl Db {
         .execute(self.pool())
         .await?;
         Ok(res.rows_affected() == 1)
+    }
+
+    /// A pending, unexpired request of `rule` binding exactly `b`, if there is one
+    /// (asking again does not make a second one).
+    pub async fn approval_pending_like(
+        &self,
+        org: &str,
+        rule: &str,
+        b: &ApprovalBinding<'_>,
+        now: i64,
+    ) -> Result<Option<Approval>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM approvals WHERE org_id = $1 AND rule = $2 AND status = 'pending' \
+             AND expires_at > $3 AND agent_id = $4 AND user_id = $5 AND actors = $6 AND relation = $7 \
+             AND object = $8 AND context_digest = $9 ORDER BY created_at LIMIT 1"
+        )))
+        .bind(org.to_string())
+        .bind(rule.to_string())
+        .bind(now)
+        .bind(b.agent_id.to_string())
+        .bind(b.user_id.to_string())
+        .bind(serde_json::to_string(b.actors).unwrap_or_default())
+        .bind(b.relation.to_string())
+        .bind(b.object.to_string())
+        .bind(b.context_digest.to_string())
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()
+    }
+
+    /// How many unexpired requests of `agent` are waiting.
+    pub async fn approvals_pending_for(&self, org: &str, agent: &str, now: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM approvals WHERE org_id = $1 AND agent_id = $2 AND status = 'pending' AND expires_at > $3",
+        )
+        .bind(org)
+        .bind(agent)
+        .bind(now)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// A leaver's approvals stop counting: requests made for them and approvals they
+    /// granted that are not used yet become `revoked`. Returns how many.
+    pub(crate) async fn revoke_approvals_of_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        org: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE approvals SET status = 'revoked', decided_at = COALESCE(decided_at, $1) \
+             WHERE org_id = $2 AND status IN ('pending', 'granted') AND (user_id = $3 OR decided_by = $4)",
+        )
+        .bind(now)
+        .bind(org.to_string())
+        .bind(user_id.to_string())
+        .bind(format!("user:{user_id}"))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
     }
 }

@@ -42,10 +42,13 @@ pub struct ScimWrite {
     /// The Warden principal the resource is.
     pub principal: Principal,
     pub password_hash: Option<String>,
-    /// Membership tuples to add (existing ones are skipped).
-    pub add: Vec<TupleKey>,
-    /// Membership tuples to remove (missing ones are skipped).
-    pub remove: Vec<TupleKey>,
+    /// Groups: the member subjects the group must have (`user:<id>`,
+    /// `group:<id>#member`). The difference with the stored members is worked out
+    /// inside the transaction (so concurrent writes cannot interleave), and users
+    /// that are not active are not added.
+    pub members: Option<Vec<String>>,
+    /// Groups: also leave every group this one is a member of (the group is deleted).
+    pub leave_groups: bool,
     /// The user leaves (deactivated or deleted): revoke everything they hold.
     pub leaver: Option<Leaver>,
 }
@@ -74,6 +77,9 @@ pub struct LeaverReport {
     pub agents_flagged: Vec<String>,
     /// Whether those agents were also suspended.
     pub agents_suspended: bool,
+    /// Approval requests made for the user, and unused approvals they granted, now
+    /// revoked.
+    pub approvals_revoked: u64,
     /// Access tokens naming the user issued before this time (ms) are revoked.
     pub tokens_not_before: i64,
 }
@@ -82,6 +88,11 @@ pub struct LeaverReport {
 #[derive(Debug, Clone)]
 pub struct ScimWritten {
     pub revision: i64,
+    /// Member subjects added to and removed from the group.
+    pub members_added: Vec<String>,
+    pub members_removed: Vec<String>,
+    /// Users asked for as members but not added, as they are not active.
+    pub members_skipped: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub leaver: Option<LeaverReport>,
@@ -259,11 +270,55 @@ impl Db {
             &mut seq,
         )
         .await?;
-        for t in &w.remove {
-            delete_tuple_in(&mut tx, org, revision, &mut seq, t).await?;
+        let (mut added, mut removed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+        let object = format!("group:{}", w.id);
+        if let Some(desired) = &w.members {
+            let current: Vec<String> = sqlx::query_scalar(
+                "SELECT subject FROM tuples WHERE org_id = $1 AND object_type = 'group' AND object_id = $2 AND relation = 'member'",
+            )
+            .bind(org)
+            .bind(&w.id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for s in current.iter().filter(|s| !desired.contains(s)) {
+                let t = TupleKey::new(s.clone(), "member", object.clone());
+                if delete_tuple_in(&mut tx, org, revision, &mut seq, &t).await? {
+                    removed.push(s.clone());
+                }
+            }
+            for s in desired.iter().filter(|s| !current.contains(s)) {
+                if let Some(user) = s.strip_prefix("user:") {
+                    let status: Option<String> = sqlx::query_scalar(
+                        "SELECT status FROM principals WHERE org_id = $1 AND kind = 'user' AND id = $2",
+                    )
+                    .bind(org)
+                    .bind(user)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if status.as_deref() != Some("active") {
+                        skipped.push(s.clone());
+                        continue;
+                    }
+                }
+                let t = TupleKey::new(s.clone(), "member", object.clone());
+                if insert_tuple_in(&mut tx, org, revision, &mut seq, &t, true).await? {
+                    added.push(s.clone());
+                }
+            }
         }
-        for t in &w.add {
-            insert_tuple_in(&mut tx, org, revision, &mut seq, t, true).await?;
+        if w.leave_groups {
+            let member = format!("{object}#member");
+            let groups: Vec<String> = sqlx::query_scalar(
+                "SELECT object_id FROM tuples WHERE org_id = $1 AND subject = $2 AND object_type = 'group' AND relation = 'member'",
+            )
+            .bind(org)
+            .bind(&member)
+            .fetch_all(&mut *tx)
+            .await?;
+            for g in groups {
+                let t = TupleKey::new(member.clone(), "member", format!("group:{g}"));
+                delete_tuple_in(&mut tx, org, revision, &mut seq, &t).await?;
+            }
         }
         let leaver = match w.leaver {
             Some(l) => Some(leave(&mut tx, org, &principal, l, revision, &mut seq, now).await?),
@@ -272,6 +327,9 @@ impl Db {
         tx.commit().await?;
         Ok(ScimWritten {
             revision,
+            members_added: added,
+            members_removed: removed,
+            members_skipped: skipped,
             created_at,
             updated_at: now,
             leaver,
@@ -382,7 +440,9 @@ async fn leave(
         put_principal_in(tx, org, &agent, None, revision, seq).await?;
         flagged.push(agent.subject());
     }
+    let approvals_revoked = Db::revoke_approvals_of_in(tx, org, &user.id, now).await?;
     Ok(LeaverReport {
+        approvals_revoked,
         memberships_removed: groups,
         refresh_tokens_revoked: refresh,
         auth_codes_withdrawn: codes,

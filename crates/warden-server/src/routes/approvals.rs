@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use warden_engine::{CheckRequest, Context, Engine};
-use warden_storage::{Approval, ApprovalBinding, PrincipalKind, Role, Status};
+use warden_storage::{Approval, ApprovalBinding, PrincipalKind, Role};
 
 use super::authflow::{escape, page, verify_password};
 use crate::audit::Meta;
@@ -33,6 +33,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::signed::{read, sign};
 use crate::state::{AppState, ApprovalRule, OrgData};
 
+/// Most requests one agent may have waiting at once.
+const MAX_PENDING: i64 = 100;
 /// How long an approver's sign-in lasts.
 const SESSION_SECS: i64 = 15 * 60;
 const SESSION_TYP: &str = "warden-approver+jwt";
@@ -124,7 +126,35 @@ pub async fn step(
 ) -> ApiResult<(bool, Value)> {
     let now = warden_storage::now_ms();
     let digest = context_digest(req.context);
+    let binding = ApprovalBinding {
+        agent_id: req.agent,
+        user_id: req.user.unwrap_or_default(),
+        actors: req.actors,
+        relation: req.relation,
+        object: req.object,
+        context_digest: &digest,
+    };
     let Some(id) = approval_id else {
+        // Asking again for the same thing waits on the same request; an agent cannot
+        // bury approvers under requests (approval fatigue).
+        if let Some(a) = state
+            .db
+            .approval_pending_like(req.org, &rule.name, &binding, now)
+            .await?
+        {
+            return Ok((false, required(state, req.org, &a)));
+        }
+        if state
+            .db
+            .approvals_pending_for(req.org, req.agent, now)
+            .await?
+            >= MAX_PENDING
+        {
+            return Ok((
+                false,
+                json!({"refused": format!("agent:{} already has {MAX_PENDING} requests waiting for approval", req.agent)}),
+            ));
+        }
         let a = Approval {
             org_id: req.org.to_string(),
             id: uuid::Uuid::now_v7().to_string(),
@@ -149,24 +179,7 @@ pub async fn step(
         };
         state.db.approval_create(&a).await?;
         notify(state, "approval.requested", &a);
-        return Ok((
-            false,
-            json!({
-                "approval_required": true,
-                "approval_id": a.id,
-                "rule": rule.name,
-                "expires_at": a.expires_at,
-                "approve_url": approve_url(state, req.org, &a.id),
-            }),
-        ));
-    };
-    let binding = ApprovalBinding {
-        agent_id: req.agent,
-        user_id: req.user.unwrap_or_default(),
-        actors: req.actors,
-        relation: req.relation,
-        object: req.object,
-        context_digest: &digest,
+        return Ok((false, required(state, req.org, &a)));
     };
     if state
         .db
@@ -209,6 +222,17 @@ pub async fn step(
     Ok((false, json!({"approval_id": id, "refused": why})))
 }
 
+/// The `approval` part of an `approval_required` answer.
+fn required(state: &AppState, org: &str, a: &Approval) -> Value {
+    json!({
+        "approval_required": true,
+        "approval_id": a.id,
+        "rule": a.rule,
+        "expires_at": a.expires_at,
+        "approve_url": approve_url(state, org, &a.id),
+    })
+}
+
 /// The status as people read it: a pending request past its deadline is `expired`.
 fn shown_status(a: &Approval, now: i64) -> &str {
     if a.status == "pending" && a.expires_at <= now {
@@ -220,6 +244,24 @@ fn shown_status(a: &Approval, now: i64) -> &str {
 
 fn approve_url(state: &AppState, org: &str, id: &str) -> String {
     format!("{}/approve/{org}/{id}", state.issuer.trim_end_matches('/'))
+}
+
+/// The path Warden is served under (`/warden` for an issuer `https://h/warden`, else
+/// empty), for links, form actions and the cookie path.
+fn base_path(state: &AppState) -> String {
+    reqwest::Url::parse(&state.issuer)
+        .map(|u| u.path().trim_end_matches('/').to_string())
+        .unwrap_or_default()
+}
+
+/// Whether the request's `Origin` (if any) is Warden's own.
+fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let ours = reqwest::Url::parse(&state.issuer).map(|u| u.origin().ascii_serialization());
+    let theirs = reqwest::Url::parse(origin).map(|u| u.origin().ascii_serialization());
+    matches!((ours, theirs), (Ok(a), Ok(b)) if a == b)
 }
 
 fn view(a: &Approval) -> Value {
@@ -444,11 +486,12 @@ fn signin_page(state: &AppState, org: &str, id: &str, error: Option<&str>) -> Re
         StatusCode::OK,
         "Sign in to review an approval request",
         &format!(
-            "{err}<form method=\"post\" action=\"/approve/{o}/{i}/signin\">\
+            "{err}<form method=\"post\" action=\"{p}/approve/{o}/{i}/signin\">\
              <input type=\"hidden\" name=\"ticket\" value=\"{t}\">\
              <label>User <input name=\"username\" id=\"username\" autocomplete=\"username\"></label>\
              <label>Password <input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"current-password\"></label>\
              <button type=\"submit\" id=\"signin\">Sign in</button></form>",
+            p = escape(&base_path(state)),
             o = escape(org),
             i = escape(id),
             t = escape(&ticket)
@@ -477,11 +520,12 @@ pub async fn review(
     };
     let form = if shown_status(&a, warden_storage::now_ms()) == "pending" {
         format!(
-            "<form method=\"post\" action=\"/approve/{o}/{i}/decide\">\
+            "<form method=\"post\" action=\"{p}/approve/{o}/{i}/decide\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{c}\">\
              <label>Reason <input name=\"reason\" id=\"reason\"></label>\
              <button type=\"submit\" name=\"decision\" value=\"approve\" id=\"approve\">Approve</button> \
              <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\">Deny</button></form>",
+            p = escape(&base_path(&state)),
             o = escape(&org),
             i = escape(&id),
             c = escape(&s.csrf)
@@ -511,9 +555,14 @@ pub async fn review(
 pub async fn signin(
     State(state): State<Arc<AppState>>,
     Path((org, id)): Path<(String, String)>,
+    headers: HeaderMap,
     meta: Meta,
     axum::Form(f): axum::Form<HashMap<String, String>>,
 ) -> Response {
+    // Another site cannot sign a browser in to an account of its choosing.
+    if !same_origin(&state, &headers) {
+        return signin_page(&state, &org, &id, Some("cross-origin sign-in refused"));
+    }
     let ticket_ok = f
         .get("ticket")
         .and_then(|t| read::<Login>(&state, LOGIN_TYP, t, &format!("approvals:{org}")))
@@ -532,14 +581,22 @@ pub async fn signin(
         d.read()
             .principals
             .get(&(PrincipalKind::User, user.to_string()))
-            .is_some_and(|p| p.status == Status::Active)
+            .is_some_and(|p| p.is_usable(warden_storage::now_ms()))
     });
     let hash = if active {
         state.db.password_hash(&org, user).await.ok().flatten()
     } else {
         None
     };
-    let ok = hash.is_some_and(|h| verify_password(&h, password));
+    // Unknown and inactive users cost the same hash as real ones, so that timing
+    // does not tell which names exist.
+    let ok = match hash {
+        Some(h) => verify_password(&h, password),
+        None => {
+            let _ = verify_password(dummy_hash(), password);
+            false
+        }
+    };
     let mut rec = meta.record(
         &org,
         "change",
@@ -591,18 +648,32 @@ pub async fn signin(
         ""
     };
     let cookie = format!(
-        "{}={token}; Path=/approve/{org}; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}{secure}",
-        cookie_name(&org)
+        "{}={token}; Path={}/approve/{org}; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}{secure}",
+        cookie_name(&org),
+        base_path(&state)
     );
     let mut res = (StatusCode::SEE_OTHER, "").into_response();
     if let (Ok(c), Ok(l)) = (
         HeaderValue::from_str(&cookie),
-        HeaderValue::from_str(&format!("/approve/{org}/{id}")),
+        HeaderValue::from_str(&format!("{}/approve/{org}/{id}", base_path(&state))),
     ) {
         res.headers_mut().insert(header::SET_COOKIE, c);
         res.headers_mut().insert(header::LOCATION, l);
     }
     res
+}
+
+/// An argon2id hash of a random password, made once.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        use password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+        let secret = hex::encode(rand::random::<[u8; 16]>());
+        argon2::Argon2::default()
+            .hash_password(secret.as_bytes(), &SaltString::generate(&mut OsRng))
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
 }
 
 #[derive(Deserialize)]
@@ -659,11 +730,7 @@ async fn decide_inner(
         ));
     }
     // A cross-site post carries another origin (and no cookie, as it is SameSite).
-    let origin_ok = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|o| state.issuer.trim_end_matches('/') == o.trim_end_matches('/'));
-    if !origin_ok {
+    if !same_origin(state, headers) {
         return Err(ApiError::forbidden("cross-origin request"));
     }
     let s = session(state, headers, org).ok_or_else(|| {
@@ -718,9 +785,32 @@ async fn decide_inner(
         let active = d
             .principals
             .get(&(PrincipalKind::User, s.user.clone()))
-            .is_some_and(|p| p.status == Status::Active);
+            .is_some_and(|p| p.is_usable(warden_storage::now_ms()));
         if !active {
             return Err(ApiError::forbidden("the approver is not an active user"));
+        }
+        // Nor whoever answers for the agents asking: an agent's owner (or a member of
+        // its owning group) could otherwise have it act alone and approve it.
+        let engine = Engine::new(d.model(None)?, &d.tuples);
+        let me = format!("user:{}", s.user);
+        for agent in std::iter::once(&a.agent_id).chain(a.actors.iter()) {
+            let owner = d
+                .principals
+                .get(&(PrincipalKind::Agent, agent.clone()))
+                .and_then(|p| p.owner.clone());
+            let owns = match owner.as_deref() {
+                Some(o) if o == me => true,
+                Some(o) if o.starts_with("group:") => engine
+                    .check(&CheckRequest::new(me.clone(), "member", o.to_string()))
+                    .is_ok_and(|r| r.allowed),
+                _ => false,
+            };
+            if owns {
+                return Err(ApiError::forbidden(format!(
+                    "user:{} answers for agent:{agent}, which asked; someone else must decide",
+                    s.user
+                )));
+            }
         }
         let rule = d
             .settings
@@ -742,12 +832,12 @@ async fn decide_inner(
             ),
             (None, None) => return Err(ApiError::conflict("the rule names no approver")),
         };
-        let engine = Engine::new(d.model(None)?, &d.tuples);
+        // The requester's context plays no part in who may approve.
         let req = CheckRequest {
-            user: format!("user:{}", s.user),
+            user: me.clone(),
             relation,
             object,
-            context: a.context.as_object().cloned().unwrap_or_default(),
+            context: Context::new(),
             contextual_tuples: Vec::new(),
             explain: false,
         };

@@ -900,7 +900,10 @@ pub fn verify_token(
     drop(o);
     // A principal the token names left after it was issued (directory sync): the
     // token is revoked even if that principal is active again.
-    if let Ok(data) = state.org(&claims.org) {
+    {
+        let data = state
+            .org(&claims.org)
+            .map_err(|_| OAuthError::invalid_token("unknown organization"))?;
         let d = data.read();
         let revoked = token_principals(&claims).any(|key| {
             d.principals

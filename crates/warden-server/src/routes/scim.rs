@@ -19,7 +19,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
-use warden_engine::TupleKey;
 use warden_scim::filter::{Filter, Op, cmp_keys, sort_key};
 use warden_scim::resource::{normalize, parse_attribute_list, project, take_password};
 use warden_scim::schema::{self, Kind};
@@ -881,47 +880,46 @@ async fn commit(cx: &Ctx<'_>, c: Change<'_>) -> ScimResult<Response> {
     let was_active = previous
         .as_ref()
         .is_some_and(|p| p.status == Status::Active);
-    let status = match (&doc, kind) {
-        (None, Kind::User) => Status::Deprovisioned,
-        (Some(d), Kind::User) if d.get("active") == Some(&Value::Bool(false)) => Status::Suspended,
-        _ => Status::Active,
+    // The directory says `active` explicitly or not at all. Without it, a status an
+    // administrator set (a suspension) stands; a deprovisioned user never comes back.
+    let said_active = doc
+        .as_ref()
+        .and_then(|d| d.get("active"))
+        .and_then(Value::as_bool);
+    let was_said_active = c
+        .old
+        .as_ref()
+        .and_then(|r| serde_json::from_str::<Value>(&r.doc).ok())
+        .and_then(|d| d.get("active").and_then(Value::as_bool));
+    let status = match (&doc, kind, said_active) {
+        (_, Kind::Group, _) => Status::Active,
+        (None, Kind::User, _) => Status::Deprovisioned,
+        _ if previous
+            .as_ref()
+            .is_some_and(|p| p.status == Status::Deprovisioned) =>
+        {
+            Status::Deprovisioned
+        }
+        (Some(_), Kind::User, Some(false)) => Status::Suspended,
+        (Some(_), Kind::User, Some(true)) => Status::Active,
+        (Some(_), Kind::User, None) => previous.as_ref().map_or(Status::Active, |p| p.status),
     };
-    // A deletion always withdraws everything, even from a user already suspended.
-    let leaver = kind == Kind::User && status != Status::Active && (was_active || doc.is_none());
-    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    // A departure: the user stops being active, or the directory newly says so (an
+    // administrator may have suspended them first), or is deleted.
+    let leaver = kind == Kind::User
+        && status != Status::Active
+        && (was_active
+            || doc.is_none()
+            || (said_active == Some(false) && was_said_active != Some(false)));
     let mut stored_doc = doc.clone();
-    if kind == Kind::Group {
-        let now: Vec<String> = match &doc {
-            Some(d) => member_subjects(state, org, &c.id, d)?,
-            None => Vec::new(),
-        };
-        let before: Vec<String> = state
-            .db
-            .group_members(org, Some(&c.id))
-            .await?
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect();
-        let object = format!("group:{}", c.id);
-        for s in now.iter().filter(|s| !before.contains(s)) {
-            add.push(TupleKey::new(s.clone(), "member", object.clone()));
-        }
-        for s in before.iter().filter(|s| !now.contains(s)) {
-            remove.push(TupleKey::new(s.clone(), "member", object.clone()));
-        }
-        if doc.is_none() {
-            // The deleted group stops being a member of other groups too.
-            for g in state.db.groups_of(org, &format!("{object}#member")).await? {
-                remove.push(TupleKey::new(
-                    format!("{object}#member"),
-                    "member",
-                    format!("group:{g}"),
-                ));
-            }
-        }
-        if let Some(d) = stored_doc.as_mut().and_then(Value::as_object_mut) {
-            d.remove("members");
-        }
+    let members = match (kind, &doc) {
+        (Kind::Group, Some(d)) => Some(member_subjects(state, org, &c.id, d)?),
+        (Kind::Group, None) => Some(Vec::new()),
+        (Kind::User, _) => None,
+    };
+    if let Some(d) = stored_doc.as_mut().and_then(Value::as_object_mut) {
+        // Members live in tuples, not in the stored document.
+        d.remove("members");
     }
     let principal = Principal {
         kind: pkind,
@@ -935,7 +933,8 @@ async fn commit(cx: &Ctx<'_>, c: Change<'_>) -> ScimResult<Response> {
         } else {
             status
         },
-        expires_at: None,
+        // An expiry set by an administrator stands.
+        expires_at: previous.as_ref().and_then(|p| p.expires_at),
         created_at: 0,
         updated_at: 0,
         redirect_uris: Vec::new(),
@@ -951,8 +950,8 @@ async fn commit(cx: &Ctx<'_>, c: Change<'_>) -> ScimResult<Response> {
         expect_revision: c.expect,
         principal,
         password_hash,
-        add: add.clone(),
-        remove: remove.clone(),
+        members,
+        leave_groups: kind == Kind::Group && doc.is_none(),
         leaver: leaver.then_some(Leaver {
             suspend_owned_agents,
             remove_memberships: true,
@@ -969,7 +968,11 @@ async fn commit(cx: &Ctx<'_>, c: Change<'_>) -> ScimResult<Response> {
         (Kind::User, _, false) if status == Status::Active && !was_active && c.old.is_some() => {
             Some("rejoiner")
         }
-        (Kind::Group, _, _) if !add.is_empty() || !remove.is_empty() => Some("mover"),
+        (Kind::Group, _, _)
+            if !written.members_added.is_empty() || !written.members_removed.is_empty() =>
+        {
+            Some("mover")
+        }
         _ => None,
     };
     let mut rec = meta.change(
@@ -985,8 +988,9 @@ async fn commit(cx: &Ctx<'_>, c: Change<'_>) -> ScimResult<Response> {
     rec.detail = json!({
         "lifecycle": lifecycle,
         "status": if kind == Kind::User { Some(status.as_str()) } else { None },
-        "members_added": add.iter().map(|t| t.user.clone()).collect::<Vec<_>>(),
-        "members_removed": remove.iter().filter(|t| t.object == format!("group:{}", c.id)).map(|t| t.user.clone()).collect::<Vec<_>>(),
+        "members_added": written.members_added,
+        "members_removed": written.members_removed,
+        "members_skipped_inactive": written.members_skipped,
         "leaver": written.leaver,
         "password_set": write.password_hash.is_some(),
     });
