@@ -26,7 +26,7 @@ use sha2::Digest as _;
 use warden_engine::{CheckRequest, Context, Engine};
 use warden_storage::{Approval, ApprovalBinding, PrincipalKind, Role};
 
-use super::authflow::{escape, page, verify_password};
+use super::authflow::{escape, verify_password};
 use crate::audit::Meta;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -220,6 +220,18 @@ pub async fn step(
         }
     };
     Ok((false, json!({"approval_id": id, "refused": why})))
+}
+
+/// An approval page. Its `Referrer-Policy` is `same-origin` so that browsers send the
+/// page's origin with its forms (with `no-referrer` they send `Origin: null`), which
+/// sign-in and decisions check.
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let mut res = super::authflow::page(status, title, body);
+    res.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    res
 }
 
 /// The `approval` part of an `approval_required` answer.
@@ -533,7 +545,7 @@ pub async fn review(
     } else {
         String::new()
     };
-    let mut res = page(
+    page(
         StatusCode::OK,
         "Approval request",
         &format!(
@@ -541,14 +553,7 @@ pub async fn review(
             escape(&s.user),
             details(&a)
         ),
-    );
-    // Browsers then send this page's origin with the form (with `no-referrer` they
-    // send `Origin: null`), which the decision checks.
-    res.headers_mut().insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    res
+    )
 }
 
 /// `POST /approve/{org}/{id}/signin`.
