@@ -748,6 +748,13 @@ async fn webhook_suite(url: &str) {
         rx.signatures_ok.load(std::sync::atomic::Ordering::SeqCst),
         "every delivery was signed"
     );
+    // The receiver has everything; Warden stores its cursor just after the 2xx.
+    for _ in 0..300 {
+        if server.state.db.audit_sink_delivered("acme").await.unwrap() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Retention never removes what the webhook has not acknowledged, and the cut
     // leaves a log that still verifies.
     let removed = warden_server::audit::tasks::apply_retention(
