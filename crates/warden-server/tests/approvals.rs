@@ -77,7 +77,7 @@ async fn world_on(db: TestDb) -> World {
                         {"name": "vault", "type": "vault", "relations": ["open"],
                          "approver_group": "treasury", "wait_secs": 600, "valid_secs": 1},
                         {"name": "vault-close", "type": "vault", "relations": ["close"],
-                         "approver_group": "group:treasury", "wait_secs": 4}
+                         "approver_group": "group:treasury", "wait_secs": 8}
                     ],
                     "webhook": {"url": hook_url, "secret": "approval-hook-secret-123"}
                 }
@@ -416,7 +416,7 @@ async fn a_request_past_its_wait_cannot_be_approved() {
     let cookie = sign_in(&w, &id, "erin").await;
     let (_, csrf) = review(&w, &id, &cookie).await;
     // The page was opened in time; the decision comes too late.
-    for _ in 0..100 {
+    for _ in 0..200 {
         let (_, a) = w.acme.get(&format!("/v1/orgs/acme/approvals/{id}")).await;
         if a["status"] == "expired" {
             break;
