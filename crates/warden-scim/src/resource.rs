@@ -208,9 +208,7 @@ pub fn check_single(def: &Attribute, v: &Value) -> Result<Value, ScimError> {
             let mut out = Map::new();
             for (k, sv) in &obj {
                 let Some(sub) = def.sub_attr(k) else {
-                    // Identity providers send a member's display name; Warden derives
-                    // it, so it is accepted and not stored.
-                    if def.name == "members" && k.eq_ignore_ascii_case("display") {
+                    if def.ignored.iter().any(|n| n.eq_ignore_ascii_case(k)) {
                         continue;
                     }
                     return Err(ScimError::invalid_syntax(format!(

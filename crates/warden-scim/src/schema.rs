@@ -66,6 +66,9 @@ pub struct Attribute {
     pub canonical: &'static [&'static str],
     pub reference_types: &'static [&'static str],
     pub sub: Vec<Attribute>,
+    /// Sub-attributes clients may send that are accepted and dropped (derived, not
+    /// stored), beyond those in `sub`.
+    pub ignored: &'static [&'static str],
     pub description: &'static str,
 }
 
@@ -83,6 +86,7 @@ impl Attribute {
             canonical: &[],
             reference_types: &[],
             sub: Vec::new(),
+            ignored: &[],
             description,
         }
     }
@@ -120,6 +124,10 @@ impl Attribute {
     }
     fn sub(mut self, s: Vec<Attribute>) -> Self {
         self.sub = s;
+        self
+    }
+    fn ignores(mut self, names: &'static [&'static str]) -> Self {
+        self.ignored = names;
         self
     }
 
@@ -465,6 +473,8 @@ pub fn group() -> &'static Schema {
                 "Members: users and groups (stored as `group:<id>#member` tuples).",
             )
             .multi()
+            // Identity providers send a member's display name; it is derived.
+            .ignores(&["display"])
             .sub(vec![
                 Attribute::new("value", Type::String, "The member's id.").mutability(Immutable),
                 Attribute::new("$ref", Type::Reference, "The member's URI.")

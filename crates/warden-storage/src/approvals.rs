@@ -67,6 +67,19 @@ pub struct Verdict<'a> {
     pub valid_until: i64,
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds what an approval binds, in column order: agent, user, actors, relation,
+/// object, context digest.
+fn bind_binding<'q>(q: AnyQuery<'q>, b: &ApprovalBinding<'_>) -> AnyQuery<'q> {
+    q.bind(b.agent_id.to_string())
+        .bind(b.user_id.to_string())
+        .bind(serde_json::to_string(b.actors).unwrap_or_default())
+        .bind(b.relation.to_string())
+        .bind(b.object.to_string())
+        .bind(b.context_digest.to_string())
+}
+
 const COLUMNS: &str = "org_id, id, rule, status, agent_id, user_id, actors, relation, object, \
     context_digest, context, decision_id, created_at, expires_at, decided_at, decided_by, \
     valid_until, reason, used_at, used_by";
@@ -197,7 +210,7 @@ impl Db {
         now: i64,
         used_by: &str,
     ) -> Result<bool> {
-        let res = sqlx::query(
+        let q = sqlx::query(
             "UPDATE approvals SET status = 'used', used_at = $1, used_by = $2 \
              WHERE org_id = $3 AND id = $4 AND status = 'granted' AND valid_until > $1 \
              AND agent_id = $5 AND user_id = $6 AND actors = $7 AND relation = $8 AND object = $9 \
@@ -206,15 +219,8 @@ impl Db {
         .bind(now)
         .bind(used_by.to_string())
         .bind(org.to_string())
-        .bind(id.to_string())
-        .bind(b.agent_id.to_string())
-        .bind(b.user_id.to_string())
-        .bind(serde_json::to_string(b.actors).unwrap_or_default())
-        .bind(b.relation.to_string())
-        .bind(b.object.to_string())
-        .bind(b.context_digest.to_string())
-        .execute(self.pool())
-        .await?;
+        .bind(id.to_string());
+        let res = bind_binding(q, b).execute(self.pool()).await?;
         Ok(res.rows_affected() == 1)
     }
 
@@ -227,7 +233,7 @@ impl Db {
         b: &ApprovalBinding<'_>,
         now: i64,
     ) -> Result<Option<Approval>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let q = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM approvals WHERE org_id = $1 AND rule = $2 AND status = 'pending' \
              AND expires_at > $3 AND agent_id = $4 AND user_id = $5 AND actors = $6 AND relation = $7 \
              AND object = $8 AND context_digest = $9 ORDER BY created_at LIMIT 1"
@@ -235,17 +241,13 @@ impl Db {
         .bind(org.to_string())
         .bind(rule.to_string())
         .bind(now)
-        .bind(b.agent_id.to_string())
-        .bind(b.user_id.to_string())
-        .bind(serde_json::to_string(b.actors).unwrap_or_default())
-        .bind(b.relation.to_string())
-        .bind(b.object.to_string())
-        .bind(b.context_digest.to_string())
-        .fetch_optional(self.pool())
-        .await?
-        .as_ref()
-        .map(row)
-        .transpose()
+        ;
+        bind_binding(q, b)
+            .fetch_optional(self.pool())
+            .await?
+            .as_ref()
+            .map(row)
+            .transpose()
     }
 
     /// How many unexpired requests of `agent` are waiting.

@@ -704,7 +704,7 @@ pub async fn decide(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    match decide_inner(&state, &org, &id, &headers, &meta, &body).await {
+    match decide_inner(&state, &org, &id, &headers, &meta, &body, json_body).await {
         Ok(a) if json_body => (StatusCode::OK, axum::Json(view(&a))).into_response(),
         Ok(a) => page(
             StatusCode::OK,
@@ -727,6 +727,7 @@ async fn decide_inner(
     headers: &HeaderMap,
     meta: &Meta,
     body: &Bytes,
+    json_body: bool,
 ) -> ApiResult<Approval> {
     // Tokens (an agent's, or anyone's) never decide: only a person, signed in here.
     if headers.contains_key(header::AUTHORIZATION) {
@@ -745,11 +746,7 @@ async fn decide_inner(
             "sign in on the approval page first",
         )
     })?;
-    let b: DecideBody = if headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
-    {
+    let b: DecideBody = if json_body {
         let mut b: DecideBody = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
         b.csrf = headers

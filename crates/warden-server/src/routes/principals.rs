@@ -95,7 +95,8 @@ fn check_status(kind: PrincipalKind, status: Status) -> ApiResult<()> {
     }
 }
 
-fn hash_password(password: &str) -> ApiResult<String> {
+/// An argon2id hash of a new password (12 characters or more).
+pub(crate) fn hash_password(password: &str) -> ApiResult<String> {
     use password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
     if password.chars().count() < 12 {
         return Err(ApiError::bad_request(

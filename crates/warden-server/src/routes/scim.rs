@@ -128,10 +128,8 @@ pub fn router(max_body_bytes: usize) -> Router<Arc<AppState>> {
 
 /// The caller must hold a `directory` key of `org`, and `org` must exist.
 async fn gate(state: &AppState, caller: Result<Caller, ApiError>, org: &str) -> ScimResult<Caller> {
-    let caller = caller.map_err(|e| Scim(ScimError::new(e.status.as_u16(), None, e.message)))?;
-    caller
-        .require(org, Role::Directory)
-        .map_err(|e| Scim(ScimError::new(e.status.as_u16(), None, e.message)))?;
+    let caller = caller?;
+    caller.require(org, Role::Directory)?;
     state.org_fresh(org).await?;
     Ok(caller)
 }
@@ -755,16 +753,15 @@ struct Change<'a> {
     verb: &'a str,
 }
 
+/// The admin API's password hashing, its refusal said the SCIM way.
 fn hash_password(password: &str) -> ScimResult<String> {
-    use password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-    if password.chars().count() < 12 {
-        return Err(ScimError::invalid_value("a password needs at least 12 characters").into());
-    }
-    let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Scim(ScimError::new(500, None, e.to_string())))
+    super::principals::hash_password(password).map_err(|e| {
+        Scim(if e.status == StatusCode::BAD_REQUEST {
+            ScimError::invalid_value(e.message)
+        } else {
+            ScimError::new(e.status.as_u16(), None, e.message)
+        })
+    })
 }
 
 /// The subjects a group document's `members` name, checked against the
