@@ -207,36 +207,47 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
         let server = warden_server::start(s.config).await?;
+        // Handlers first, then "listening": a SIGTERM sent as soon as the line appears
+        // must find them installed (it killed the process outright otherwise).
+        let signal = shutdown_signal();
         println!("warden listening on http://{}", server.local_addr);
         match &server.bootstrap_key {
             Some(key) => println!("bootstrap admin key (shown once; store it now): {key}"),
             None => println!("admin key: already set up (create more with an admin key)"),
         }
-        wait_for_signal().await;
+        signal.await;
         tracing::info!("shutting down");
         server.shutdown().await?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn wait_for_signal() {
+/// A future that completes at SIGTERM or Ctrl-C, with the handlers installed when this
+/// is called, not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
