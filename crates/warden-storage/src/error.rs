@@ -6,6 +6,9 @@ use thiserror::Error;
 pub enum StorageError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// An error of the audit writer's own SQLite connection.
+    #[error("database error: {0}")]
+    Embedded(String),
     #[error("configuration: {0}")]
     Config(String),
     #[error("{what} `{name}` not found")]

@@ -13,6 +13,7 @@
 
 mod approvals;
 mod audit;
+mod audit_sqlite;
 mod error;
 mod keys;
 mod migrate;
@@ -33,6 +34,7 @@ use sqlx::{AnyPool, ConnectOptions};
 
 pub use approvals::{Approval, ApprovalBinding, Verdict};
 pub use audit::AuditFilter;
+pub use audit_sqlite::SqliteAppender;
 pub use error::StorageError;
 pub use keys::{ApiKey, NewKey, Role};
 pub use models::StoredModel;
@@ -183,6 +185,17 @@ impl Db {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A blocking audit appender with its own connection, for an SQLite database
+    /// file; `None` on PostgreSQL and in memory, where the audit writer uses
+    /// [`Db::audit_append`].
+    pub fn sqlite_appender(&self) -> Result<Option<SqliteAppender>> {
+        if self.backend != Backend::Sqlite || self.url.contains(":memory:") {
+            return Ok(None);
+        }
+        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&self.url)?;
+        SqliteAppender::open(opts.get_filename()).map(Some)
     }
 
     /// Only for the audit writer ([`Db::audit_append`]).

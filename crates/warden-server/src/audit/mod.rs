@@ -2,9 +2,11 @@
 //! leave, the request facts every record carries, and the background work
 //! ([`tasks`]: signed checkpoints, retention, webhook delivery).
 //!
-//! Group commit: handlers hand records to one writer task and wait. The writer takes
-//! whatever has queued while the previous transaction was committing and writes it all
-//! in one transaction, so many decisions share one fsync. A handler returns only once
+//! Group commit: handlers hand records to one writer and wait. The writer takes
+//! whatever has queued since its previous commit (starting commits at most every
+//! [`COMMIT_INTERVAL`]) and writes it all in one transaction, so many decisions share
+//! one fsync. On an SQLite file it writes through a connection of its own
+//! ([`SqliteAppender`]), elsewhere through the database pool. A handler returns only once
 //! its records are committed; if the audit store cannot write, it answers
 //! `503 audit_unavailable` instead of a decision (fail closed).
 
@@ -13,19 +15,26 @@ pub mod tasks;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use tokio::sync::{Notify, mpsc, oneshot};
 use warden_audit::{AuditRecord, Prepared};
-use warden_storage::Db;
+use warden_storage::{Db, SqliteAppender};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
 /// Most records one group commit writes (one insert statement holds 1024).
 const MAX_BATCH: usize = 1024;
+/// The least time between the starts of two group commits. Under load, records
+/// gather for this long and share one commit: each commit costs an fsync, and each
+/// wakes the writer and every waiting request, so fewer, larger commits leave more of
+/// the machine to decisions. An idle writer commits a new record at once (its last
+/// commit started longer ago than this).
+const COMMIT_INTERVAL: Duration = Duration::from_millis(1);
 /// Most record batches waiting for the writer (then handlers wait to enqueue).
 const QUEUE: usize = 16_384;
 
@@ -35,7 +44,11 @@ pub const SYSTEM_ORG: &str = "_system";
 
 struct Job {
     records: Vec<Prepared>,
-    done: oneshot::Sender<Result<(), String>>,
+    /// How many records the job brought (`records` is emptied into the batch).
+    count: usize,
+    /// The outcome, and the job's records back: they are freed on the request's
+    /// thread, which allocated them (a free from another thread costs more).
+    done: oneshot::Sender<(Result<(), String>, Vec<Prepared>)>,
 }
 
 /// The handle handlers record through.
@@ -99,19 +112,26 @@ impl Auditor {
             };
         }
         let (tx, rx) = mpsc::channel(QUEUE);
+        // On an SQLite file the writer commits through a connection of its own, on
+        // its own thread, with no hand-off per statement; elsewhere through the pool.
+        let appender = db.sqlite_appender().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the audit writer uses the shared pool");
+            None
+        });
         // The writer runs on a thread of its own, so that its wake-ups after each
         // database round trip do not queue behind every request in flight.
         let (notify, st) = (appended.clone(), stats.clone());
         let spawned = std::thread::Builder::new()
             .name("warden-audit".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
+            .spawn(move || match appender {
+                Some(appender) => sqlite_writer(appender, rx, notify, st),
+                None => match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 {
                     Ok(rt) => rt.block_on(writer(db, rx, notify, st)),
                     Err(e) => tracing::error!(error = %e, "the audit writer cannot start"),
-                }
+                },
             });
         if let Err(e) = spawned {
             // Without a writer every decision fails closed (the queue is closed).
@@ -138,14 +158,18 @@ impl Auditor {
         }
         // The canonical JSON is made here, on the request's thread, so that the one
         // writer is left with a hash per record.
-        let records = records.into_iter().map(Prepared::new).collect();
+        let records: Vec<Prepared> = records.into_iter().map(Prepared::new).collect();
         let (done, wait) = oneshot::channel();
-        tx.send(Job { records, done })
-            .await
-            .map_err(|_| unavailable("the audit writer has stopped"))?;
+        tx.send(Job {
+            count: records.len(),
+            records,
+            done,
+        })
+        .await
+        .map_err(|_| unavailable("the audit writer has stopped"))?;
         match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
+            Ok((Ok(()), _)) => Ok(()),
+            Ok((Err(e), _)) => {
                 tracing::error!(error = %e, "audit records could not be written");
                 Err(unavailable("the audit log cannot be written"))
             }
@@ -167,6 +191,51 @@ pub fn unavailable(message: &str) -> ApiError {
     )
 }
 
+/// Adds to `first` whatever else is queued (up to [`MAX_BATCH`] records): one group
+/// commit's jobs and their records, in arrival order.
+fn gather(first: Job, rx: &mut mpsc::Receiver<Job>) -> (Vec<Job>, Vec<Prepared>) {
+    let mut count = first.records.len();
+    let mut jobs = vec![first];
+    while count < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(j) => {
+                count += j.records.len();
+                jobs.push(j);
+            }
+            Err(_) => break,
+        }
+    }
+    let mut batch: Vec<Prepared> = Vec::with_capacity(count);
+    for j in &mut jobs {
+        batch.append(&mut j.records);
+    }
+    (jobs, batch)
+}
+
+/// Counts a group commit and answers every job in it, handing each its records back.
+fn finish(
+    jobs: Vec<Job>,
+    batch: Vec<Prepared>,
+    res: Result<(), String>,
+    appended: &Notify,
+    stats: &WriterStats,
+) {
+    let records = batch.len() as u64;
+    if res.is_ok() {
+        stats.records.fetch_add(records, Ordering::Relaxed);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        appended.notify_waiters();
+    } else {
+        stats.failed_records.fetch_add(records, Ordering::Relaxed);
+    }
+    let mut rest = batch.into_iter();
+    for j in jobs {
+        let mine: Vec<Prepared> = rest.by_ref().take(j.count).collect();
+        let _ = j.done.send((res.clone(), mine));
+    }
+}
+
+/// The writer through the database pool (PostgreSQL, in-memory SQLite).
 async fn writer(
     db: Db,
     mut rx: mpsc::Receiver<Job>,
@@ -175,40 +244,37 @@ async fn writer(
 ) {
     // Each chain's last (seq, hash), so that a group commit is one statement.
     let mut heads = std::collections::HashMap::new();
+    let mut last = Instant::now();
     while let Some(first) = rx.recv().await {
-        let mut count = first.records.len();
-        let mut jobs = vec![first];
-        while count < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => {
-                    count += j.records.len();
-                    jobs.push(j);
-                }
-                Err(_) => break,
-            }
+        if let Some(pause) = COMMIT_INTERVAL.checked_sub(last.elapsed()) {
+            tokio::time::sleep(pause).await;
         }
-        let mut batch: Vec<Prepared> = Vec::with_capacity(count);
-        for j in &mut jobs {
-            batch.append(&mut j.records);
-        }
+        last = Instant::now();
+        let (jobs, mut batch) = gather(first, &mut rx);
         let res = db
             .audit_append(&mut batch, &mut heads)
             .await
             .map_err(|e| e.to_string());
-        if res.is_ok() {
-            stats
-                .records
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            appended.notify_waiters();
-        } else {
-            stats
-                .failed_records
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        finish(jobs, batch, res, &appended, &stats);
+    }
+}
+
+/// The writer on an SQLite file: blocking, on its own connection.
+fn sqlite_writer(
+    mut appender: SqliteAppender,
+    mut rx: mpsc::Receiver<Job>,
+    appended: Arc<Notify>,
+    stats: Arc<WriterStats>,
+) {
+    let mut last = Instant::now();
+    while let Some(first) = rx.blocking_recv() {
+        if let Some(pause) = COMMIT_INTERVAL.checked_sub(last.elapsed()) {
+            std::thread::sleep(pause);
         }
-        for j in jobs {
-            let _ = j.done.send(res.clone());
-        }
+        last = Instant::now();
+        let (jobs, mut batch) = gather(first, &mut rx);
+        let res = appender.append(&mut batch).map_err(|e| e.to_string());
+        finish(jobs, batch, res, &appended, &stats);
     }
 }
 
