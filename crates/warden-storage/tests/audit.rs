@@ -248,6 +248,59 @@ async fn audit_tables_on_sqlite() {
     suite(Db::connect(&tdb.url).await.unwrap()).await;
 }
 
+/// The audit writer's own SQLite connection keeps the chain linear when another
+/// writer (the pool, another process) appends to the same file in between: its cached
+/// chain end goes stale, the insert conflicts, it reads the end again and seals anew.
+#[tokio::test]
+async fn the_sqlite_appender_shares_the_chain_with_other_writers() {
+    let t = TestDb::sqlite();
+    let db = Db::connect(&t.url).await.unwrap();
+    let mut appender = db.sqlite_appender().unwrap().expect("an SQLite file");
+    let batch = |from: usize, n: usize| -> Vec<Prepared> {
+        (from..from + n)
+            .map(|i| Prepared::new(record("acme", i)))
+            .collect()
+    };
+    let mut first = batch(0, 3);
+    appender.append(&mut first).unwrap();
+    assert_eq!(
+        first.iter().map(|p| p.record.seq).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    // Another writer appends behind the appender's back.
+    let mut heads = std::collections::HashMap::new();
+    db.audit_append(&mut batch(3, 2), &mut heads).await.unwrap();
+    let mut next = batch(5, 4);
+    appender.append(&mut next).unwrap();
+    assert_eq!(
+        next[0].record.seq, 6,
+        "sealed after the other writer's records"
+    );
+    let acme = all(&db, "acme").await;
+    assert_eq!(acme.len(), 9);
+    assert_eq!(verify(&acme, None).unwrap().unwrap().0, 9);
+    assert_eq!(acme.last().unwrap().id, "acme-8");
+    // A failure is an error, not a retry loop: here the table is gone.
+    let mut other = db.sqlite_appender().unwrap().unwrap();
+    other
+        .append(&mut batch(9, 1))
+        .expect("a second appender on the same file works too");
+    drop(other);
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::AnyConnection::connect(&t.url).await.unwrap();
+        sqlx::query("DROP TABLE audit_records")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let err = appender.append(&mut batch(10, 2)).unwrap_err();
+    assert!(err.to_string().contains("audit_records"), "{err}");
+    // PostgreSQL and in-memory databases have no appender (the pool writes).
+    let memory = Db::connect("sqlite::memory:").await.unwrap();
+    assert!(memory.sqlite_appender().unwrap().is_none());
+}
+
 #[tokio::test]
 async fn audit_tables_on_postgres() {
     let Some(tdb) = TestDb::postgres().await else {
