@@ -61,6 +61,9 @@ pub struct Db {
     /// stays warm (SQLite drops a connection's cache whenever another connection
     /// wrote); on PostgreSQL a small pool opened lazily from the writer's thread.
     audit_pool: AnyPool,
+    /// On PostgreSQL, the audit writer's native connections: an append binds one
+    /// array per column, which the generic pool cannot bind.
+    audit_pg: Option<sqlx::PgPool>,
     backend: Backend,
     url: String,
 }
@@ -128,7 +131,7 @@ impl Db {
                     })
                 })
         };
-        let (pool, audit_pool) = match backend {
+        let (pool, audit_pool, audit_pg) = match backend {
             Backend::Sqlite => {
                 // In-memory databases exist per connection: keep exactly one.
                 let memory = url.contains(":memory:");
@@ -147,7 +150,7 @@ impl Db {
                         .connect_with(opts)
                         .await?
                 };
-                (pool, audit_pool)
+                (pool, audit_pool, None)
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -161,12 +164,22 @@ impl Db {
                     .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_lazy_with(opts);
-                (pool, audit_pool)
+                // Lazy too, opened by the writer on its thread.
+                let audit_pg = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .test_before_acquire(false)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_lazy_with(
+                        sqlx::postgres::PgConnectOptions::from_str(&url)?
+                            .disable_statement_logging(),
+                    );
+                (pool, audit_pool, Some(audit_pg))
             }
         };
         let db = Db {
             pool,
             audit_pool,
+            audit_pg,
             backend,
             url,
         };
@@ -201,6 +214,11 @@ impl Db {
     /// Only for the audit writer ([`Db::audit_append`]).
     pub(crate) fn audit_pool(&self) -> &AnyPool {
         &self.audit_pool
+    }
+
+    /// On PostgreSQL, the audit writer's native pool (array parameters).
+    pub(crate) fn audit_pg_pool(&self) -> Option<&sqlx::PgPool> {
+        self.audit_pg.as_ref()
     }
 
     /// A write transaction. On SQLite it takes the write lock at once (`BEGIN
