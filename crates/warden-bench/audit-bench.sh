@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Decision throughput with the audit log on and off, on SQLite and PostgreSQL: peak at 32
-# and 64 connections, and machine CPU at an offered 10,000 checks/s. Not run in CI.
+# Decision throughput with the audit log off and on, on SQLite and PostgreSQL, at 64 and
+# 256 connections. Not run in CI.
 #
 #   cargo build --release -p warden -p warden-bench
-#   crates/warden-bench/audit-bench.sh [WORKDIR]    # PostgreSQL at 127.0.0.1:5432, user postgres
+#   crates/warden-bench/audit-bench.sh [WORKDIR] [ROUNDS] [SECONDS]   # PostgreSQL at 127.0.0.1:5432, user postgres
 #
-# Seeds a 100k-tuple dataset once per backend (base copies are reused), then starts
-# `warden serve` on a fresh copy for each run.
+# Small machines drift by 10-15% from one run to the next, so off and on runs alternate
+# (ROUNDS pairs, default 3, each on a fresh copy of the database) and the medians are
+# compared. Each run also prints the server's and the load generator's CPU time per
+# check, which drifts less than throughput. Seeds a 100k-tuple dataset once per backend.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 B="$ROOT/target/release"
 W="${1:-/tmp/warden-audit-bench}"
+ROUNDS="${2:-3}"
+SECS="${3:-8}"
 PG="postgres://postgres@127.0.0.1:5432"
 mkdir -p "$W" && cd "$W"
 if [ ! -f base.db ]; then
@@ -22,24 +26,53 @@ if [ ! -f pg.key ]; then
   psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS wbench_base" -c "CREATE DATABASE wbench_base"
   "$B/warden-loadgen" seed --database-url "$PG/wbench_base" --tuples 100000 --key | tail -1 | awk '{print $2}' > pg.key
 fi
+
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# One run: prints "<checks/s> <server us/check> <loadgen us/check>".
+run() {
+  local db=$1 mode=$2 conns=$3 url key flag=""
+  if [ "$db" = sqlite ]; then
+    cp base.db run.db; rm -f run.db-wal run.db-shm; url="sqlite://$W/run.db"; key=$(cat sqlite.key)
+  else
+    psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS wbench_run" -c "CREATE DATABASE wbench_run TEMPLATE wbench_base"
+    url="$PG/wbench_run"; key=$(cat pg.key)
+  fi
+  [ "$mode" = off ] && flag=--audit-disabled
+  "$B/warden" serve --listen 127.0.0.1:8390 --database-url "$url" --log-level warn $flag > serve.log 2>&1 &
+  local server=$!
+  sleep 1.5
+  "$B/warden-loadgen" run --server http://127.0.0.1:8390 --api-key "$key" --tuples 100000 \
+    --seconds "$SECS" --connections "$conns" > loadgen.out 2>&1 &
+  local lg=$!
+  sleep 2
+  local lgp s0 l0 s1 l1 window=$((SECS - 4))
+  lgp=$(pgrep -f "warden-loadgen run" | head -1)
+  s0=$(cpu "$server"); l0=$(cpu "$lgp")
+  sleep "$window"
+  s1=$(cpu "$server"); l1=$(cpu "$lgp")
+  wait "$lg"
+  kill "$server"; wait "$server" || true
+  local rate
+  rate=$(tail -1 loadgen.out | sed -E 's/.*: ([0-9]+) checks\/s.*/\1/')
+  # CPU ticks are 10 ms; per check over the measured window.
+  awk -v r="$rate" -v s=$((s1 - s0)) -v l=$((l1 - l0)) -v w="$window" \
+    'BEGIN { printf "%d %.1f %.1f\n", r, s * 1e4 / (r * w), l * 1e4 / (r * w) }'
+}
+
+median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+
 for db in sqlite pg; do
-  for mode in off on; do
-    if [ $db = sqlite ]; then
-      cp base.db run.db; rm -f run.db-wal run.db-shm; URL="sqlite://$W/run.db"; KEY=$(cat sqlite.key)
-    else
-      psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS wbench_run" -c "CREATE DATABASE wbench_run TEMPLATE wbench_base"
-      URL="$PG/wbench_run"; KEY=$(cat pg.key)
-    fi
-    FLAG=""; [ $mode = off ] && FLAG=--audit-disabled
-    "$B/warden" serve --listen 127.0.0.1:8390 --database-url "$URL" --log-level warn $FLAG > serve.log 2>&1 &
-    SERVER=$!
-    sleep 3
-    for c in 32 64; do
-      echo "== $db, audit $mode, $c connections, peak:"
-      "$B/warden-loadgen" run --server http://127.0.0.1:8390 --api-key "$KEY" --tuples 100000 --seconds 10 --connections $c
+  for c in 64 256; do
+    offs=(); ons=()
+    for i in $(seq "$ROUNDS"); do
+      read -r o os ol <<< "$(run $db off $c)"
+      read -r n ns nl <<< "$(run $db on $c)"
+      echo "$db, $c connections, round $i: off $o/s (server $os us, loadgen $ol us per check), on $n/s (server $ns us, loadgen $nl us)"
+      offs+=("$o"); ons+=("$n")
     done
-    echo "== $db, audit $mode, offered 10000/s:"
-    "$B/warden-loadgen" run --server http://127.0.0.1:8390 --api-key "$KEY" --tuples 100000 --seconds 10 --connections 64 --rate 10000
-    kill $SERVER; wait $SERVER || true
+    mo=$(printf '%s\n' "${offs[@]}" | median); mn=$(printf '%s\n' "${ons[@]}" | median)
+    awk -v o="$mo" -v n="$mn" -v d="$db" -v c="$c" \
+      'BEGIN { printf "== %s, %s connections: median off %d/s, on %d/s, on/off %.2f\n", d, c, o, n, n / o }'
   done
 done
