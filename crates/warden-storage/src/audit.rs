@@ -1,8 +1,9 @@
 //! The audit log's tables: records (one chain per organization), signed
 //! checkpoints, and the delivery cursors of webhook sinks.
 //!
-//! [`Db::audit_append`] seals and stores a batch of records with one multi-row insert
-//! (one commit, one fsync for all of them), chaining them after each organization's
+//! [`Db::audit_append`] seals and stores a batch of records with one statement (one
+//! commit, one fsync for all of them: an insert of one array per column on PostgreSQL,
+//! a multi-row insert on SQLite), chaining them after each organization's
 //! last record. The primary key `(org_id, seq)` keeps each chain linear when several
 //! writers share the database: a writer whose idea of the chain's end is stale fails
 //! on it, reads the end again and retries.

@@ -6,16 +6,18 @@
 //! meant for the one thread that writes audit records: a group commit is `BEGIN
 //! IMMEDIATE`, one cached insert per record, `COMMIT`, with no thread in between.
 //!
-//! The chain rules are those of [`Db::audit_append`](crate::Db::audit_append): each
-//! organization's last `(seq, hash)` is cached, a batch is sealed after it, and a
-//! primary-key conflict (another process appended to the same file) reloads the heads
-//! and seals again.
+//! The chain rules are those of [`Db::audit_append`](crate::Db::audit_append), made
+//! simpler by the write lock: each commit reads every chain's last `(seq, hash)` inside
+//! its `BEGIN IMMEDIATE` transaction (an index seek per organization), so nothing
+//! another writer did to the file (an append, a retention cut) can leave it sealing
+//! after a stale end. A primary-key conflict, which that makes impossible, would still
+//! only be retried.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use warden_audit::{GENESIS, Prepared};
 
 use crate::{Result, StorageError};
@@ -31,8 +33,6 @@ const INSERT: &str = "INSERT INTO audit_records (org_id, seq, id, time_ms, kind,
 pub struct SqliteAppender {
     conn: Connection,
     path: PathBuf,
-    /// Each chain's last (seq, hash), so that sealing needs no read.
-    heads: HashMap<String, (u64, String)>,
 }
 
 impl std::fmt::Debug for SqliteAppender {
@@ -48,9 +48,14 @@ fn embedded(e: rusqlite::Error) -> StorageError {
 }
 
 impl SqliteAppender {
-    /// Opens the database file at `path`, which must already hold Warden's tables.
+    /// Opens the database file at `path`, which must already exist and hold Warden's
+    /// tables (checked here, so that a caller can fall back to the pool).
     pub fn open(path: &Path) -> Result<SqliteAppender> {
-        let conn = Connection::open(path).map_err(embedded)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(embedded)?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(embedded)?;
         // The same durability as every other connection: WAL, and an fsync of the
@@ -62,10 +67,11 @@ impl SqliteAppender {
         )
         .map_err(embedded)?;
         conn.set_prepared_statement_cache_capacity(8);
+        // Fails now, not at the first decision, if the table is not there.
+        conn.prepare_cached(INSERT).map_err(embedded)?;
         Ok(SqliteAppender {
             conn,
             path: path.to_path_buf(),
-            heads: HashMap::new(),
         })
     }
 
@@ -82,55 +88,37 @@ impl SqliteAppender {
         let mut attempt = 0u64;
         loop {
             attempt += 1;
-            let result = self.try_append(batch, &orgs);
-            match result {
-                Ok(next) => {
-                    self.heads = next;
-                    return Ok(());
-                }
-                Err(e) => {
-                    // Whatever happened, the cached heads may be wrong now.
-                    for org in &orgs {
-                        self.heads.remove(org);
-                    }
-                    let conflict = matches!(
-                        &e,
-                        rusqlite::Error::SqliteFailure(f, _)
-                            if f.code == ErrorCode::ConstraintViolation
-                    );
-                    if !conflict || attempt >= 100 {
-                        return Err(embedded(e));
-                    }
-                    // Someone else appended: read the heads again after a short
-                    // random pause, so that racing writers spread out.
-                    let pause = rand::random::<u64>() % (200 * attempt.min(10));
-                    std::thread::sleep(Duration::from_micros(pause));
-                }
+            let Err(e) = self.try_append(batch, &orgs) else {
+                return Ok(());
+            };
+            let conflict = matches!(
+                &e,
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            );
+            if !conflict || attempt >= 100 {
+                return Err(embedded(e));
             }
+            // Someone else appended: again after a short random pause, so that
+            // racing writers spread out.
+            let pause = rand::random::<u64>() % (200 * attempt.min(10));
+            std::thread::sleep(Duration::from_micros(pause));
         }
     }
 
-    /// One attempt: seals after the (possibly reloaded) heads and commits. Returns
-    /// the heads after the batch.
-    fn try_append(
-        &mut self,
-        batch: &mut [Prepared],
-        orgs: &[String],
-    ) -> std::result::Result<HashMap<String, (u64, String)>, rusqlite::Error> {
+    /// One attempt: reads the chains' ends under the write lock, seals after them and
+    /// commits.
+    fn try_append(&mut self, batch: &mut [Prepared], orgs: &[String]) -> rusqlite::Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        // Heads are read inside the write transaction, so no other writer can move
-        // them before this batch commits.
+        let mut heads = HashMap::with_capacity(orgs.len());
         for org in orgs {
-            if !self.heads.contains_key(org) {
-                let head = read_head(&tx, org)?.unwrap_or((0, GENESIS.to_string()));
-                self.heads.insert(org.clone(), head);
-            }
+            let head = read_head(&tx, org)?.unwrap_or((0, GENESIS.to_string()));
+            heads.insert(org.as_str(), head);
         }
-        let mut next = self.heads.clone();
         for p in batch.iter_mut() {
-            if let Some(head) = next.get_mut(&p.record.org) {
+            if let Some(head) = heads.get_mut(p.record.org.as_str()) {
                 p.seal((head.0 > 0).then_some((head.0, head.1.as_str())));
                 *head = (p.record.seq, p.record.hash.clone());
             }
@@ -167,19 +155,19 @@ impl SqliteAppender {
                 ])?;
             }
         }
-        tx.commit()?;
-        Ok(next)
+        tx.commit()
     }
 }
 
 /// The chain's last (seq, hash): its newest record, or the signed cut retention left.
 fn read_head(conn: &Connection, org: &str) -> rusqlite::Result<Option<(u64, String)>> {
     let last = conn
-        .query_row(
+        .prepare_cached(
             "SELECT seq, hash FROM audit_records WHERE org_id = ?1 ORDER BY seq DESC LIMIT 1",
-            [org],
-            |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, String>(1)?)),
-        )
+        )?
+        .query_row([org], |r| {
+            Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, String>(1)?))
+        })
         .optional()?;
     if last.is_some() {
         return Ok(last);

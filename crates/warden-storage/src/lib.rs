@@ -57,9 +57,10 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
-    /// The audit writer's own connections: on SQLite one connection, whose page cache
-    /// stays warm (SQLite drops a connection's cache whenever another connection
-    /// wrote); on PostgreSQL a small pool opened lazily from the writer's thread.
+    /// The pooled audit writer's connections: on PostgreSQL a small pool opened lazily
+    /// from the writer's thread (for reading chain ends); on an SQLite file one
+    /// connection, used only if the writer's own connection ([`SqliteAppender`]) cannot
+    /// be opened.
     audit_pool: AnyPool,
     /// On PostgreSQL, the audit writer's native connections: an append binds one
     /// array per column, which the generic pool cannot bind.

@@ -249,8 +249,8 @@ async fn audit_tables_on_sqlite() {
 }
 
 /// The audit writer's own SQLite connection keeps the chain linear when another
-/// writer (the pool, another process) appends to the same file in between: its cached
-/// chain end goes stale, the insert conflicts, it reads the end again and seals anew.
+/// writer (the pool, another process) appends to the same file in between: it reads
+/// each chain's end under the write lock at every commit.
 #[tokio::test]
 async fn the_sqlite_appender_shares_the_chain_with_other_writers() {
     let t = TestDb::sqlite();
@@ -296,6 +296,12 @@ async fn the_sqlite_appender_shares_the_chain_with_other_writers() {
     }
     let err = appender.append(&mut batch(10, 2)).unwrap_err();
     assert!(err.to_string().contains("audit_records"), "{err}");
+    // Opening checks: no file is created, and a file without the table is refused
+    // (the server then writes through the pool).
+    let missing = std::env::temp_dir().join(format!("warden-no-such-{}.db", std::process::id()));
+    assert!(warden_storage::SqliteAppender::open(&missing).is_err());
+    assert!(!missing.exists());
+    assert!(db.sqlite_appender().is_err(), "the table was dropped above");
     // PostgreSQL and in-memory databases have no appender (the pool writes).
     let memory = Db::connect("sqlite::memory:").await.unwrap();
     assert!(memory.sqlite_appender().unwrap().is_none());

@@ -27,7 +27,8 @@ use warden_storage::{Db, SqliteAppender};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
-/// Most records one group commit writes (one insert statement holds 1024).
+/// Most records one group commit takes from the queue (it may end up a job's size
+/// over).
 const MAX_BATCH: usize = 1024;
 /// The least time between the starts of two group commits. Under load, records
 /// gather for this long and share one commit: each commit costs an fsync, and each
@@ -46,8 +47,9 @@ struct Job {
     records: Vec<Prepared>,
     /// How many records the job brought (`records` is emptied into the batch).
     count: usize,
-    /// The outcome, and the job's records back: they are freed on the request's
-    /// thread, which allocated them (a free from another thread costs more).
+    /// The outcome, and the job's records back, so that most of their memory (the
+    /// record's fields, allocated by the request) is freed on the request's thread: a
+    /// free from another thread costs more.
     done: oneshot::Sender<(Result<(), String>, Vec<Prepared>)>,
 }
 
@@ -112,26 +114,28 @@ impl Auditor {
             };
         }
         let (tx, rx) = mpsc::channel(QUEUE);
-        // On an SQLite file the writer commits through a connection of its own, on
-        // its own thread, with no hand-off per statement; elsewhere through the pool.
-        let appender = db.sqlite_appender().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "the audit writer uses the shared pool");
-            None
-        });
         // The writer runs on a thread of its own, so that its wake-ups after each
-        // database round trip do not queue behind every request in flight.
+        // database round trip do not queue behind every request in flight. On an
+        // SQLite file it commits through a connection of its own, opened there (opening
+        // may wait on the file's lock); elsewhere, or if that fails, through the pool.
         let (notify, st) = (appended.clone(), stats.clone());
         let spawned = std::thread::Builder::new()
             .name("warden-audit".into())
-            .spawn(move || match appender {
-                Some(appender) => sqlite_writer(appender, rx, notify, st),
-                None => match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt.block_on(writer(db, rx, notify, st)),
-                    Err(e) => tracing::error!(error = %e, "the audit writer cannot start"),
-                },
+            .spawn(move || {
+                let appender = db.sqlite_appender().unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "the audit writer uses the shared pool");
+                    None
+                });
+                match appender {
+                    Some(appender) => sqlite_writer(appender, rx, notify, st),
+                    None => match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(writer(db, rx, notify, st)),
+                        Err(e) => tracing::error!(error = %e, "the audit writer cannot start"),
+                    },
+                }
             });
         if let Err(e) = spawned {
             // Without a writer every decision fails closed (the queue is closed).
