@@ -118,26 +118,37 @@ fn insert_statement(
 }
 
 /// The insert of a batch on PostgreSQL: one array per column, unnested into rows.
-/// The statement has 24 parameters whatever the batch size, so it is prepared once and
+/// The statement has 26 parameters whatever the batch size, so it is prepared once and
 /// PostgreSQL reads each column as one value instead of binding one per row and column.
+/// The last two are each chain's expected end (organizations and sequence numbers):
+/// if any chain ends elsewhere, nothing is inserted.
 const UNNEST_INSERT: &str = "INSERT INTO audit_records (org_id, seq, id, time_ms, kind, \
     action, resource, subject, user_id, agent_id, actors, jti, client_id, caller, allowed, \
     detail, model_id, revision, approval_id, refers_to, request_id, client_addr, prev_hash, \
     hash) SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], \
     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
     $13::text[], $14::text[], $15::int8[], $16::text[], $17::text[], $18::int8[], \
-    $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[])";
+    $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[]) \
+    WHERE NOT EXISTS (SELECT 1 FROM unnest($25::text[], $26::int8[]) AS h(org, seq) \
+    WHERE COALESCE((SELECT max(a.seq) FROM audit_records a WHERE a.org_id = h.org), \
+    (SELECT max(c.seq) FROM audit_checkpoints c WHERE c.org_id = h.org AND c.kind = 'cut'), \
+    0) <> h.seq)";
 
 /// Stores sealed rows on PostgreSQL in one statement (so one transaction: all rows or
-/// none), through the native pool.
-async fn unnest_records(pg: &sqlx::PgPool, rows: &[&Prepared]) -> Result<()> {
+/// none), through the native pool, if every chain ends where `expected` says; returns
+/// whether it did.
+async fn unnest_records(
+    pg: &sqlx::PgPool,
+    rows: &[&Prepared],
+    expected: &[(&str, i64)],
+) -> Result<bool> {
     let text = |f: fn(&Prepared) -> Option<&str>| -> Vec<Option<&str>> {
         rows.iter().map(|p| f(p)).collect()
     };
     let int = |f: fn(&Prepared) -> Option<i64>| -> Vec<Option<i64>> {
         rows.iter().map(|p| f(p)).collect()
     };
-    sqlx::query(UNNEST_INSERT)
+    let done = sqlx::query(UNNEST_INSERT)
         .bind(text(|p| Some(&p.record.org)))
         .bind(int(|p| i64::try_from(p.record.seq).ok()))
         .bind(text(|p| Some(&p.record.id)))
@@ -162,9 +173,11 @@ async fn unnest_records(pg: &sqlx::PgPool, rows: &[&Prepared]) -> Result<()> {
         .bind(text(|p| p.record.client_addr.as_deref()))
         .bind(text(|p| Some(&p.record.prev_hash)))
         .bind(text(|p| Some(&p.record.hash)))
+        .bind(expected.iter().map(|e| e.0).collect::<Vec<&str>>())
+        .bind(expected.iter().map(|e| e.1).collect::<Vec<i64>>())
         .execute(pg)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 /// Which records a query returns; every field is optional and they combine with AND.
@@ -316,7 +329,9 @@ impl Db {
     /// single round trip to the database. The cache is checked by the primary key: if
     /// another writer (a node sharing PostgreSQL, another process on the SQLite file)
     /// took a sequence number first, the insert fails as a whole, the heads are read
-    /// again and the batch is sealed anew.
+    /// again and the batch is sealed anew. On PostgreSQL the insert also checks each
+    /// chain's end itself, which covers a stale cache whose conflicting records
+    /// retention has removed since.
     pub async fn audit_append(
         &self,
         batch: &mut [Prepared],
@@ -348,22 +363,24 @@ impl Db {
                 p.seal((head.0 > 0).then_some((head.0, head.1.as_str())));
                 *head = (p.record.seq, p.record.hash.clone());
             }
-            match self.insert_records(batch).await {
-                Ok(()) => {
+            let expected: Vec<(&str, i64)> = orgs
+                .iter()
+                .map(|o| (o.as_str(), heads.get(o).map_or(0, |h| h.0 as i64)))
+                .collect();
+            // Whether to try again: the chains moved and attempts remain.
+            let moved = match self.insert_records(batch, &expected).await {
+                Ok(true) => {
                     *heads = next;
                     return Ok(());
                 }
+                // A chain's end is not where this batch was sealed (another writer
+                // appended, and retention removed what would have conflicted).
+                Ok(false) => attempt < 100,
                 Err(StorageError::Database(e))
                     if (StorageError::is_unique_violation(&e) || is_deadlock(&e))
                         && attempt < 100 =>
                 {
-                    // Someone else appended: read the heads again, after a short
-                    // random pause so that racing writers spread out.
-                    for org in &orgs {
-                        heads.remove(org);
-                    }
-                    let pause = rand::random::<u64>() % (200 * attempt.min(10));
-                    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+                    true
                 }
                 Err(e) => {
                     for org in &orgs {
@@ -371,25 +388,41 @@ impl Db {
                     }
                     return Err(e);
                 }
+            };
+            // Someone else appended: read the heads again, after a short random pause
+            // so that racing writers spread out.
+            for org in &orgs {
+                heads.remove(org);
             }
+            if !moved {
+                return Err(StorageError::Invalid(
+                    "the audit chain kept moving: 100 attempts to append failed".into(),
+                ));
+            }
+            let pause = rand::random::<u64>() % (200 * attempt.min(10));
+            tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
         }
     }
 
     /// Inserts sealed records in one commit: one statement when they fit in one
-    /// (always, for the server's writer), else one transaction.
-    async fn insert_records(&self, batch: &[Prepared]) -> Result<()> {
+    /// (always, for the server's writer), else one transaction. On PostgreSQL the
+    /// statement also checks that each chain still ends at `expected` (its last
+    /// sequence number, or the retention cut's, or 0) and inserts nothing otherwise:
+    /// `Ok(false)`. The primary key alone misses one case: a node whose cached end is
+    /// stale while retention removed every record after it.
+    async fn insert_records(&self, batch: &[Prepared], expected: &[(&str, i64)]) -> Result<bool> {
         // Rows in one order for every writer, so that two writers racing for the same
         // sequence numbers conflict instead of deadlocking on each other's keys.
         let mut rows: Vec<&Prepared> = batch.iter().collect();
         rows.sort_by(|a, b| (&a.record.org, a.record.seq).cmp(&(&b.record.org, b.record.seq)));
         if let Some(pg) = self.audit_pg_pool() {
-            return unnest_records(pg, &rows).await;
+            return unnest_records(pg, &rows, expected).await;
         }
         if rows.len() <= MAX_ROWS {
             insert_statement(self.backend(), &rows)
                 .execute(self.audit_pool())
                 .await?;
-            return Ok(());
+            return Ok(true);
         }
         let mut tx = match self.backend() {
             crate::Backend::Sqlite => self.audit_pool().begin_with("BEGIN IMMEDIATE").await?,
@@ -401,7 +434,7 @@ impl Db {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Records matching `filter`, in chain order, after the cursor `after_seq`

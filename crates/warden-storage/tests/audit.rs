@@ -307,6 +307,47 @@ async fn the_sqlite_appender_shares_the_chain_with_other_writers() {
     assert!(memory.sqlite_appender().unwrap().is_none());
 }
 
+/// Two nodes on PostgreSQL: A's cached chain end goes stale while B appends, then
+/// retention removes every record (so nothing is left for A's insert to conflict
+/// with). A must still chain after the cut, not fork from its stale end.
+#[tokio::test]
+async fn a_stale_writer_chains_after_a_retention_cut_on_postgres() {
+    let Some(tdb) = TestDb::postgres().await else {
+        return;
+    };
+    let db = Db::connect(&tdb.url).await.unwrap();
+    let (mut a, mut b) = (Default::default(), Default::default());
+    let mut first: Vec<Prepared> = (0..3).map(|i| record("acme", i).into()).collect();
+    db.audit_append(&mut first, &mut a).await.unwrap();
+    let mut second: Vec<Prepared> = (3..5).map(|i| record("acme", i).into()).collect();
+    db.audit_append(&mut second, &mut b).await.unwrap();
+    let end = &second[1].record;
+    assert_eq!(end.seq, 5);
+    let key = warden_oauth::keys::SigningKey::generate().unwrap();
+    let cut = Checkpoint::sign(
+        "acme",
+        5,
+        &end.hash,
+        5,
+        "cut",
+        &key.kid,
+        &key.encoding_key(),
+    )
+    .unwrap();
+    assert_eq!(db.audit_prune(&cut).await.unwrap(), 5);
+    let mut late = vec![record("acme", 9).into()];
+    db.audit_append(&mut late, &mut a).await.unwrap();
+    let late: &Prepared = &late[0];
+    assert_eq!(
+        late.record.seq, 6,
+        "after the cut, not after A's stale end (3)"
+    );
+    assert_eq!(late.record.prev_hash, end.hash);
+    let rest = all(&db, "acme").await;
+    assert_eq!(rest.len(), 1);
+    assert!(verify(&rest, Some((5, end.hash.clone()))).is_ok());
+}
+
 #[tokio::test]
 async fn audit_tables_on_postgres() {
     let Some(tdb) = TestDb::postgres().await else {
