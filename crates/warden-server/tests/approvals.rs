@@ -230,16 +230,26 @@ async fn decide(w: &World, id: &str, cookie: Option<&str>, form: &[(&str, &str)]
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
-async fn approve(w: &World, id: &str, user: &str) {
-    let cookie = sign_in(w, id, user).await;
-    let (_, csrf) = review(w, id, &cookie).await;
-    let (s, page) = decide(
+/// Posts "approve" with a signed-in approver's cookie and the page's CSRF token.
+async fn approve_as(w: &World, id: &str, cookie: &str, csrf: &str) -> (u16, String) {
+    decide(
         w,
         id,
-        Some(&cookie),
-        &[("csrf", &csrf), ("decision", "approve")],
+        Some(cookie),
+        &[("csrf", csrf), ("decision", "approve")],
     )
-    .await;
+    .await
+}
+
+/// `user` signs in, opens the page and approves; returns (status, page).
+async fn try_approve(w: &World, id: &str, user: &str) -> (u16, String) {
+    let cookie = sign_in(w, id, user).await;
+    let (_, csrf) = review(w, id, &cookie).await;
+    approve_as(w, id, &cookie, &csrf).await
+}
+
+async fn approve(w: &World, id: &str, user: &str) {
+    let (s, page) = try_approve(w, id, user).await;
     assert_eq!(s, 200, "{page}");
     assert!(page.contains("granted"), "{page}");
 }
@@ -295,13 +305,7 @@ async fn happy_path(w: World) {
     ] {
         assert!(html.contains(want), "{want} not on the page: {html}");
     }
-    let (s, page) = decide(
-        &w,
-        &id,
-        Some(&cookie),
-        &[("csrf", &csrf), ("decision", "approve")],
-    )
-    .await;
+    let (s, page) = approve_as(&w, &id, &cookie, &csrf).await;
     assert_eq!(s, 200, "{page}");
 
     let d = authorize(&w, with_approval(transfer(5000), &id)).await;
@@ -423,13 +427,7 @@ async fn a_request_past_its_wait_cannot_be_approved() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let (s, page) = decide(
-        &w,
-        &id,
-        Some(&cookie),
-        &[("csrf", &csrf), ("decision", "approve")],
-    )
-    .await;
+    let (s, page) = approve_as(&w, &id, &cookie, &csrf).await;
     assert_eq!(s, 409, "{page}");
     assert!(page.contains("expired"), "{page}");
     let (_, a) = w.acme.get(&format!("/v1/orgs/acme/approvals/{id}")).await;
@@ -507,15 +505,7 @@ async fn the_requester_cannot_approve_their_own_request() {
     let w = world().await;
     let id = request(&w, transfer(5000)).await;
     // Anne holds `approver` on the account, but she is the one asking.
-    let cookie = sign_in(&w, &id, "anne").await;
-    let (_, csrf) = review(&w, &id, &cookie).await;
-    let (s, page) = decide(
-        &w,
-        &id,
-        Some(&cookie),
-        &[("csrf", &csrf), ("decision", "approve")],
-    )
-    .await;
+    let (s, page) = try_approve(&w, &id, "anne").await;
     assert_eq!(s, 403, "{page}");
     assert!(page.contains("requesting user"), "{page}");
     let (_, a) = w.acme.get(&format!("/v1/orgs/acme/approvals/{id}")).await;
@@ -595,25 +585,11 @@ async fn an_approver_who_lost_the_relation_is_refused() {
         )
         .await;
     assert_eq!(s, 200, "{b}");
-    let (s, page) = decide(
-        &w,
-        &id,
-        Some(&cookie),
-        &[("csrf", &csrf), ("decision", "approve")],
-    )
-    .await;
+    let (s, page) = approve_as(&w, &id, &cookie, &csrf).await;
     assert_eq!(s, 403, "{page}");
     assert!(page.contains("may not approve"), "{page}");
     // Nor can someone who never held it.
-    let cookie = sign_in(&w, &id, "dave").await;
-    let (_, csrf) = review(&w, &id, &cookie).await;
-    let (s, _) = decide(
-        &w,
-        &id,
-        Some(&cookie),
-        &[("csrf", &csrf), ("decision", "approve")],
-    )
-    .await;
+    let (s, _) = try_approve(&w, &id, "dave").await;
     assert_eq!(s, 403);
 }
 
@@ -732,15 +708,7 @@ async fn the_owner_of_an_agent_acting_alone_cannot_approve() {
         .await;
     assert_eq!(s, 400, "agents are not approvers in this model: {b}");
     let id = request(&w, alone).await;
-    let cookie = sign_in(&w, &id, "anne").await;
-    let (_, csrf) = review(&w, &id, &cookie).await;
-    let (s, page) = decide(
-        &w,
-        &id,
-        Some(&cookie),
-        &[("csrf", &csrf), ("decision", "approve")],
-    )
-    .await;
+    let (s, page) = try_approve(&w, &id, "anne").await;
     assert_eq!(s, 403, "{page}");
     assert!(page.contains("answers for agent:bot"), "{page}");
     // Asking again waits on the same request instead of making another.

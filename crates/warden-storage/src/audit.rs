@@ -15,10 +15,16 @@ use warden_audit::{AuditRecord, Checkpoint, GENESIS, Prepared};
 
 use crate::{Db, Result, StorageError};
 
-/// Columns of `audit_records`, in insert order.
-const COLUMNS: &str = "org_id, seq, id, time_ms, kind, action, resource, subject, user_id, \
-    agent_id, actors, jti, client_id, caller, allowed, detail, model_id, revision, \
-    approval_id, refers_to, request_id, client_addr, prev_hash, hash";
+/// Columns of `audit_records`, in insert order; a macro so that the statements below
+/// are spelled out once, at compile time.
+macro_rules! columns {
+    () => {
+        "org_id, seq, id, time_ms, kind, action, resource, subject, user_id, agent_id, \
+         actors, jti, client_id, caller, allowed, detail, model_id, revision, approval_id, \
+         refers_to, request_id, client_addr, prev_hash, hash"
+    };
+}
+const COLUMNS: &str = columns!();
 const NCOLS: usize = 24;
 /// Most rows per insert statement (24 x 1024 bound parameters, within SQLite's 32,766
 /// and PostgreSQL's 65,535).
@@ -122,17 +128,49 @@ fn insert_statement(
 /// PostgreSQL reads each column as one value instead of binding one per row and column.
 /// The last two are each chain's expected end (organizations and sequence numbers):
 /// if any chain ends elsewhere, nothing is inserted.
-const UNNEST_INSERT: &str = "INSERT INTO audit_records (org_id, seq, id, time_ms, kind, \
-    action, resource, subject, user_id, agent_id, actors, jti, client_id, caller, allowed, \
-    detail, model_id, revision, approval_id, refers_to, request_id, client_addr, prev_hash, \
-    hash) SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], \
-    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-    $13::text[], $14::text[], $15::int8[], $16::text[], $17::text[], $18::int8[], \
-    $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[]) \
-    WHERE NOT EXISTS (SELECT 1 FROM unnest($25::text[], $26::int8[]) AS h(org, seq) \
-    WHERE COALESCE((SELECT max(a.seq) FROM audit_records a WHERE a.org_id = h.org), \
-    (SELECT max(c.seq) FROM audit_checkpoints c WHERE c.org_id = h.org AND c.kind = 'cut'), \
-    0) <> h.seq)";
+const UNNEST_INSERT: &str = concat!(
+    "INSERT INTO audit_records (",
+    columns!(),
+    ") SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], \
+     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+     $13::text[], $14::text[], $15::int8[], $16::text[], $17::text[], $18::int8[], \
+     $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[]) \
+     WHERE NOT EXISTS (SELECT 1 FROM unnest($25::text[], $26::int8[]) AS h(org, seq) \
+     WHERE COALESCE((SELECT max(a.seq) FROM audit_records a WHERE a.org_id = h.org), \
+     (SELECT max(c.seq) FROM audit_checkpoints c WHERE c.org_id = h.org AND c.kind = 'cut'), \
+     0) <> h.seq)"
+);
+
+/// The insert of one record with numbered parameters (SQLite's own connection,
+/// [`SqliteAppender`](crate::SqliteAppender)).
+pub(crate) const ONE_ROW_INSERT: &str = concat!(
+    "INSERT INTO audit_records (",
+    columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+     ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+);
+
+/// A chain's last record (`seq`, `hash`); `$1` is the organization.
+pub(crate) const LAST_RECORD: &str =
+    "SELECT seq, hash FROM audit_records WHERE org_id = $1 ORDER BY seq DESC LIMIT 1";
+/// A chain's last retention cut (a checkpoint row); `$1` is the organization. With
+/// [`LAST_RECORD`], where a chain ends: its last record, else its last cut.
+pub(crate) const LAST_CUT: &str = "SELECT * FROM audit_checkpoints WHERE org_id = $1 \
+    AND kind = 'cut' ORDER BY seq DESC LIMIT 1";
+
+/// Chains `batch` after each organization's end in `heads`, in batch order, and moves
+/// those ends past it. Every organization of the batch must be in `heads`.
+pub(crate) fn seal_after(
+    batch: &mut [Prepared],
+    heads: &mut std::collections::HashMap<String, (u64, String)>,
+) {
+    for p in batch.iter_mut() {
+        if let Some(head) = heads.get_mut(&p.record.org) {
+            p.seal((head.0 > 0).then_some((head.0, head.1.as_str())));
+            *head = (p.record.seq, p.record.hash.clone());
+        }
+    }
+}
 
 /// Stores sealed rows on PostgreSQL in one statement (so one transaction: all rows or
 /// none), through the native pool, if every chain ends where `expected` says; returns
@@ -356,13 +394,7 @@ impl Db {
                 }
             }
             let mut next = heads.clone();
-            for p in batch.iter_mut() {
-                let Some(head) = next.get_mut(&p.record.org) else {
-                    continue;
-                };
-                p.seal((head.0 > 0).then_some((head.0, head.1.as_str())));
-                *head = (p.record.seq, p.record.hash.clone());
-            }
+            seal_after(batch, &mut next);
             let expected: Vec<(&str, i64)> = orgs
                 .iter()
                 .map(|o| (o.as_str(), heads.get(o).map_or(0, |h| h.0 as i64)))
@@ -594,12 +626,10 @@ impl Db {
         pool: &sqlx::AnyPool,
         org: &str,
     ) -> Result<Option<(u64, String)>> {
-        let row = sqlx::query(
-            "SELECT seq, hash FROM audit_records WHERE org_id = $1 ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(org)
-        .fetch_optional(pool)
-        .await?;
+        let row = sqlx::query(LAST_RECORD)
+            .bind(org)
+            .fetch_optional(pool)
+            .await?;
         if let Some(r) = row {
             return seq_hash(&r).map(Some);
         }
@@ -673,13 +703,7 @@ impl Db {
     }
 
     async fn audit_anchor_on(&self, pool: &sqlx::AnyPool, org: &str) -> Result<Option<Checkpoint>> {
-        let row = sqlx::query(
-            "SELECT * FROM audit_checkpoints WHERE org_id = $1 AND kind = 'cut' \
-             ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(org)
-        .fetch_optional(pool)
-        .await?;
+        let row = sqlx::query(LAST_CUT).bind(org).fetch_optional(pool).await?;
         row.as_ref().map(checkpoint_from).transpose()
     }
 

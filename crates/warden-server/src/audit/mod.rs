@@ -27,7 +27,7 @@ use warden_storage::{Db, SqliteAppender};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
-/// Most records one group commit takes from the queue (it may end up a job's size
+/// Most records one group commit takes from the queue (the last job may take it
 /// over).
 const MAX_BATCH: usize = 1024;
 /// On an SQLite file, the least time between the starts of two group commits. Under
@@ -47,8 +47,6 @@ pub const SYSTEM_ORG: &str = "_system";
 
 struct Job {
     records: Vec<Prepared>,
-    /// How many records the job brought (`records` is emptied into the batch).
-    count: usize,
     /// The outcome, and the job's records back, so that most of their memory (the
     /// record's fields, allocated by the request) is freed on the request's thread: a
     /// free from another thread costs more.
@@ -164,15 +162,11 @@ impl Auditor {
         }
         // The canonical JSON is made here, on the request's thread, so that the one
         // writer is left with a hash per record.
-        let records: Vec<Prepared> = records.into_iter().map(Prepared::new).collect();
+        let records = records.into_iter().map(Prepared::new).collect();
         let (done, wait) = oneshot::channel();
-        tx.send(Job {
-            count: records.len(),
-            records,
-            done,
-        })
-        .await
-        .map_err(|_| unavailable("the audit writer has stopped"))?;
+        tx.send(Job { records, done })
+            .await
+            .map_err(|_| unavailable("the audit writer has stopped"))?;
         match wait.await {
             Ok((Ok(()), _)) => Ok(()),
             Ok((Err(e), _)) => {
@@ -197,30 +191,29 @@ pub fn unavailable(message: &str) -> ApiError {
     )
 }
 
-/// Adds to `first` whatever else is queued (up to [`MAX_BATCH`] records): one group
-/// commit's jobs and their records, in arrival order.
-fn gather(first: Job, rx: &mut mpsc::Receiver<Job>) -> (Vec<Job>, Vec<Prepared>) {
-    let mut count = first.records.len();
-    let mut jobs = vec![first];
-    while count < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(j) => {
-                count += j.records.len();
-                jobs.push(j);
-            }
-            Err(_) => break,
-        }
-    }
-    let mut batch: Vec<Prepared> = Vec::with_capacity(count);
-    for j in &mut jobs {
+/// Adds to `first` whatever else is queued (up to about [`MAX_BATCH`] records): one
+/// group commit's jobs, each with how many of the records are its own, and the
+/// records, in arrival order.
+fn gather(first: Job, rx: &mut mpsc::Receiver<Job>) -> (Vec<(Job, usize)>, Vec<Prepared>) {
+    let mut batch = Vec::new();
+    let mut jobs = Vec::new();
+    let mut next = Some(first);
+    while let Some(mut j) = next {
+        let n = j.records.len();
         batch.append(&mut j.records);
+        jobs.push((j, n));
+        next = if batch.len() < MAX_BATCH {
+            rx.try_recv().ok()
+        } else {
+            None
+        };
     }
     (jobs, batch)
 }
 
 /// Counts a group commit and answers every job in it, handing each its records back.
 fn finish(
-    jobs: Vec<Job>,
+    jobs: Vec<(Job, usize)>,
     batch: Vec<Prepared>,
     res: Result<(), String>,
     appended: &Notify,
@@ -235,8 +228,8 @@ fn finish(
         stats.failed_records.fetch_add(records, Ordering::Relaxed);
     }
     let mut rest = batch.into_iter();
-    for j in jobs {
-        let mine: Vec<Prepared> = rest.by_ref().take(j.count).collect();
+    for (j, n) in jobs {
+        let mine: Vec<Prepared> = rest.by_ref().take(n).collect();
         let _ = j.done.send((res.clone(), mine));
     }
 }
