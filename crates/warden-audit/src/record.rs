@@ -77,9 +77,10 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// The hashed view of a record: every field but `seq` and `hash`.
+/// The hashed view of a record: every field but `seq` and `hash`. `D` is the detail:
+/// its JSON value, or that value already serialized (which writes the same bytes).
 #[derive(Serialize)]
-struct Canonical<'a> {
+struct Canonical<'a, D: Serialize + ?Sized> {
     org: &'a str,
     id: &'a str,
     time_ms: i64,
@@ -94,7 +95,7 @@ struct Canonical<'a> {
     client_id: &'a Option<String>,
     caller: &'a Option<String>,
     allowed: &'a Option<bool>,
-    detail: &'a serde_json::Value,
+    detail: &'a D,
     model_id: &'a Option<String>,
     revision: &'a Option<i64>,
     approval_id: &'a Option<String>,
@@ -108,6 +109,12 @@ impl AuditRecord {
     /// `hash`. It does not depend on the record's place in the chain, so it can be
     /// made before the record is chained.
     pub fn content(&self) -> Vec<u8> {
+        self.content_with(&self.detail)
+    }
+
+    /// [`content`](Self::content) with the detail given separately (as a value, or as
+    /// its JSON text).
+    fn content_with<D: Serialize + ?Sized>(&self, detail: &D) -> Vec<u8> {
         let c = Canonical {
             org: &self.org,
             id: &self.id,
@@ -123,7 +130,7 @@ impl AuditRecord {
             client_id: &self.client_id,
             caller: &self.caller,
             allowed: &self.allowed,
-            detail: &self.detail,
+            detail,
             model_id: &self.model_id,
             revision: &self.revision,
             approval_id: &self.approval_id,
@@ -155,11 +162,23 @@ impl AuditRecord {
 
 /// SHA-256 over a previous hash and a record's content, hex-encoded.
 fn link(prev_hash: &str, content: &[u8]) -> String {
+    let mut out = String::with_capacity(64);
+    link_into(prev_hash, content, &mut out);
+    out
+}
+
+/// [`link`] into `out`, reusing its buffer.
+fn link_into(prev_hash: &str, content: &[u8], out: &mut String) {
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(b"\n");
     h.update(content);
-    hex::encode(h.finalize())
+    let mut hex = [0u8; 64];
+    // 32 bytes always fit 64 hex digits, which are ASCII.
+    if hex::encode_to_slice(h.finalize(), &mut hex).is_ok() {
+        out.clear();
+        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    }
 }
 
 /// A record not yet chained, with everything that does not depend on its place in
@@ -177,9 +196,21 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(record: AuditRecord) -> Prepared {
-        let content = record.content();
-        let detail_json = record.detail.to_string();
+    pub fn new(mut record: AuditRecord) -> Prepared {
+        // The detail is serialized once, for its column and, verbatim, inside the
+        // content (the same bytes serializing the value in place would write).
+        let (content, detail_json) = match serde_json::value::to_raw_value(&record.detail) {
+            Ok(raw) => (
+                record.content_with(&*raw),
+                String::from(Box::<str>::from(raw)),
+            ),
+            // A JSON value always serializes; should it not, take the long way.
+            Err(_) => (record.content(), record.detail.to_string()),
+        };
+        // The hashes are written on the writer's thread into buffers made here, so
+        // that the memory is the request's to free (a free across threads costs more).
+        record.prev_hash.reserve(64);
+        record.hash.reserve(64);
         let actors_json = (!record.actors.is_empty())
             .then(|| serde_json::to_string(&record.actors).unwrap_or_default());
         Prepared {
@@ -204,7 +235,7 @@ impl Prepared {
                 GENESIS.clone_into(&mut r.prev_hash);
             }
         }
-        r.hash = link(&r.prev_hash, &self.content);
+        link_into(&r.prev_hash, &self.content, &mut r.hash);
     }
 }
 
@@ -231,6 +262,27 @@ mod tests {
             allowed: Some(true),
             detail: serde_json::json!({"path": ["doc:1#viewer"]}),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_serialized_detail_hashes_like_the_value() {
+        // Escapes, non-ASCII, nesting, numbers, nulls and key order must come out of
+        // the pre-serialized detail byte for byte as from the value itself.
+        for detail in [
+            serde_json::json!({"path": ["a \"quoted\" <- b\\c", "\u{1F600} \u{7}\n"]}),
+            serde_json::json!({"z": 1, "a": [1.5, -2, null, true], "m": {"y": {}, "b": []}}),
+            serde_json::json!("just text"),
+            serde_json::Value::Null,
+        ] {
+            let mut r = sample();
+            r.detail = detail.clone();
+            let mut p = Prepared::new(r.clone());
+            r.seal(None);
+            p.seal(None);
+            assert_eq!(p.record.hash, r.hash, "{detail}");
+            assert_eq!(p.detail_json, detail.to_string());
+            assert_eq!(p.content, r.content());
         }
     }
 

@@ -167,7 +167,8 @@ pub(crate) fn seal_after(
     for p in batch.iter_mut() {
         if let Some(head) = heads.get_mut(&p.record.org) {
             p.seal((head.0 > 0).then_some((head.0, head.1.as_str())));
-            *head = (p.record.seq, p.record.hash.clone());
+            head.0 = p.record.seq;
+            head.1.clone_from(&p.record.hash);
         }
     }
 }

@@ -6,7 +6,8 @@
 //! database (its log reports the load time) and run
 //! `warden-loadgen run --server URL --api-key KEY`, which sends random
 //! `document#can_view` checks over keep-alive HTTP connections for a while and prints
-//! throughput and latency percentiles.
+//! throughput and latency percentiles (`--rate` offers a fixed load instead of as much
+//! as fits; `--batch N` sends `batch-check` requests of N checks).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,6 +72,10 @@ enum Cmd {
         /// the run is printed too (what a load costs, not how much fits).
         #[arg(long)]
         rate: Option<f64>,
+        /// Checks per request: with more than 1, each request is a `batch-check` of
+        /// this many items, and throughput and the rate count checks, not requests.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+        batch: u16,
     },
 }
 
@@ -137,18 +142,24 @@ async fn run(
     seconds: u64,
     conns: usize,
     rate: Option<f64>,
+    batch: usize,
 ) -> anyhow::Result<()> {
     let ds = warden_bench::generate(tuples);
-    let bodies: Arc<Vec<String>> = Arc::new(
-        warden_bench::sample_checks(&ds, 8192, 7)
-            .into_iter()
-            .map(|r| {
-                json!({"user": r.user, "relation": r.relation, "object": r.object, "context": r.context})
-                    .to_string()
-            })
-            .collect(),
-    );
-    let url = format!("{}/v1/orgs/bench/check", server.trim_end_matches('/'));
+    let checks: Vec<serde_json::Value> = warden_bench::sample_checks(&ds, 8192, 7)
+        .into_iter()
+        .map(|r| json!({"user": r.user, "relation": r.relation, "object": r.object, "context": r.context}))
+        .collect();
+    let bodies: Arc<Vec<String>> = Arc::new(if batch > 1 {
+        checks
+            .chunks(batch)
+            .filter(|c| c.len() == batch)
+            .map(|c| json!({ "checks": c }).to_string())
+            .collect()
+    } else {
+        checks.iter().map(|c| c.to_string()).collect()
+    });
+    let path = if batch > 1 { "batch-check" } else { "check" };
+    let url = format!("{}/v1/orgs/bench/{path}", server.trim_end_matches('/'));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(conns)
         .build()?;
@@ -175,7 +186,7 @@ async fn run(
     let started = Instant::now();
     let cpu_before = cpu_jiffies();
     // With a rate, each connection sends on its own schedule.
-    let interval = rate.map(|r| Duration::from_secs_f64(conns as f64 / r.max(1.0)));
+    let interval = rate.map(|r| Duration::from_secs_f64((conns * batch) as f64 / r.max(1.0)));
     let mut tasks = Vec::new();
     for _ in 0..conns {
         let (http, url, key, bodies) = (http.clone(), url.clone(), key.to_string(), bodies.clone());
@@ -201,8 +212,10 @@ async fn run(
                     Ok(r) if r.status().is_success() => {
                         let text = r.text().await.unwrap_or_default();
                         lat.push(t.elapsed());
-                        if text.contains("\"allowed\":true") {
-                            allowed.fetch_add(1, Ordering::Relaxed);
+                        let yes = text.matches("\"allowed\":true").count();
+                        allowed.fetch_add(yes, Ordering::Relaxed);
+                        if batch > 1 && text.matches("\"allowed\":").count() != batch {
+                            errors.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     _ => {
@@ -227,11 +240,17 @@ async fn run(
         );
     }
     all.sort();
+    // Latencies are per request; counts and throughput per check.
+    let checks = all.len() * batch;
+    let per = if batch > 1 {
+        format!(" in requests of {batch}")
+    } else {
+        String::new()
+    };
     println!(
-        "{} checks in {:.1} s over {conns} connections: {:.0} checks/s; p50 {:?} p90 {:?} p99 {:?} max {:?}; {} allowed, {} errors",
-        all.len(),
+        "{checks} checks{per} in {:.1} s over {conns} connections: {:.0} checks/s; p50 {:?} p90 {:?} p99 {:?} max {:?}; {} allowed, {} errors",
         took.as_secs_f64(),
-        all.len() as f64 / took.as_secs_f64(),
+        checks as f64 / took.as_secs_f64(),
         percentile(&all, 0.50),
         percentile(&all, 0.90),
         percentile(&all, 0.99),
@@ -523,7 +542,19 @@ fn main() -> anyhow::Result<()> {
                 seconds,
                 connections,
                 rate,
-            } => run(&server, &api_key, tuples, seconds, connections, rate).await,
+                batch,
+            } => {
+                run(
+                    &server,
+                    &api_key,
+                    tuples,
+                    seconds,
+                    connections,
+                    rate,
+                    usize::from(batch),
+                )
+                .await
+            }
         }
     })
 }

@@ -138,6 +138,7 @@ fn decide(
     data: &OrgData,
     ev: &Evaluation,
     rec: &mut Option<AuditRecord>,
+    recording: bool,
 ) -> Result<bool, ApiError> {
     let (Some(subject), Some(action), Some(resource)) = (&ev.subject, &ev.action, &ev.resource)
     else {
@@ -158,7 +159,7 @@ fn decide(
     };
     r.action = action.name.clone();
     r.resource = Some(obj.clone());
-    let res = decide_recorded(data, subject, action, resource, obj, ev, r);
+    let res = decide_recorded(data, subject, action, resource, obj, ev, r, recording);
     if let Err(e) = &res {
         r.allowed = None;
         r.detail = json!({ "error": e });
@@ -166,6 +167,7 @@ fn decide(
     res
 }
 
+#[allow(clippy::too_many_arguments)]
 fn decide_recorded(
     data: &OrgData,
     subject: &Entity,
@@ -174,6 +176,7 @@ fn decide_recorded(
     obj: String,
     ev: &Evaluation,
     rec: &mut AuditRecord,
+    recording: bool,
 ) -> Result<bool, ApiError> {
     let (model_id, model) = data.model_entry(None)?;
     rec.model_id = Some(model_id.to_string());
@@ -222,7 +225,7 @@ fn decide_recorded(
         context: context_of(ev),
         explain: false,
     };
-    Ok(super::decisions::check_recorded(&Engine::new(model, tuples), req, rec)?.allowed)
+    Ok(super::decisions::check_recorded(&Engine::new(model, tuples), req, rec, recording)?.allowed)
 }
 
 fn to_decision(state: &AppState, r: Result<bool, ApiError>) -> Decision {
@@ -257,7 +260,7 @@ pub async fn evaluation(
     let d = {
         let data = data.read();
         data.model(None)?;
-        decide(&data, &ev, &mut rec)
+        decide(&data, &ev, &mut rec, state.audit.enabled())
     };
     if let Err(e) = &d
         && e.code == "invalid_request"
@@ -324,7 +327,7 @@ pub async fn evaluations(
             None => {
                 // No list: a single evaluation, answered as one.
                 let mut rec = Some(new_record(&meta, &org, &caller, revision));
-                let d = decide(&data, &body.defaults, &mut rec);
+                let d = decide(&data, &body.defaults, &mut rec, state.audit.enabled());
                 records.extend(rec);
                 json!(to_decision(&state, d))
             }
@@ -345,7 +348,10 @@ pub async fn evaluations(
                         context: item.context.clone().or_else(|| d.context.clone()),
                     };
                     let mut rec = Some(new_record(&meta, &org, &caller, revision));
-                    let decision = to_decision(&state, decide(&data, &merged, &mut rec));
+                    let decision = to_decision(
+                        &state,
+                        decide(&data, &merged, &mut rec, state.audit.enabled()),
+                    );
                     records.extend(rec);
                     let stop = match semantic.as_str() {
                         "deny_on_first_deny" => !decision.decision,
