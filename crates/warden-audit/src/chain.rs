@@ -32,6 +32,11 @@ pub enum Tamper {
     Truncated { last: u64, expected: u64 },
     #[error("checkpoint for record {seq}: {reason}")]
     BadCheckpoint { seq: u64, reason: String },
+    #[error(
+        "the end of the log (record {seq}) is not covered by a signed checkpoint: the \
+         export's signed head is missing or was replaced"
+    )]
+    Unsigned { seq: u64 },
 }
 
 impl Tamper {
@@ -44,6 +49,7 @@ impl Tamper {
             | Tamper::Inserted { seq }
             | Tamper::Unchained { seq }
             | Tamper::CheckpointMismatch { seq }
+            | Tamper::Unsigned { seq }
             | Tamper::BadCheckpoint { seq, .. } => *seq,
             Tamper::Truncated { last, .. } => last + 1,
         }

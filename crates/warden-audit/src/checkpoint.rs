@@ -3,8 +3,10 @@
 //! record up to it: rewriting any of them (even with well-computed hashes) changes the
 //! hash at the checkpoint, which nobody without the server's key can re-sign.
 //!
-//! Two kinds: `periodic` (taken every interval while records arrive) and `cut` (taken
-//! when retention removes the records up to it; verification then starts from it).
+//! Three kinds: `periodic` (taken every interval while records arrive), `cut` (taken
+//! when retention removes the records up to it; verification then starts from it) and
+//! `export` (taken over the chain's end when an export is made, and found only in that
+//! export: it lets the file prove where the log ended).
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};

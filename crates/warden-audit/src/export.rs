@@ -1,10 +1,12 @@
 //! The export: one organization's retained log as JSON Lines, verifiable offline.
 //!
 //! Line 1 is `{"header": ...}` (organization, the cut checkpoint the log starts after,
-//! the server's public keys); then every signed checkpoint (`{"checkpoint": ...}`);
-//! then every record in sequence order (`{"record": ...}`); last, the end of the chain
-//! when the export began (`{"head": {"seq": N, "hash": "..."}}`), so that a file cut
-//! short is noticed.
+//! the server's public keys); then every signed checkpoint (`{"checkpoint": ...}`),
+//! among them one of kind `export` that the server signs over the chain's end as it
+//! exports; then every record in sequence order (`{"record": ...}`); last, the end of
+//! the chain when the export began (`{"head": {"seq": N, "hash": "..."}}`). A file cut
+//! short, or rewritten and rehashed with its checkpoint lines dropped, no longer ends
+//! at a signed head.
 
 use std::io::BufRead;
 
@@ -16,7 +18,7 @@ use crate::checkpoint::Checkpoint;
 use crate::record::AuditRecord;
 
 /// The format name in every export's header.
-pub const FORMAT: &str = "warden-audit-export/1";
+pub const FORMAT: &str = "warden-audit-export/2";
 
 /// Records verified per page.
 const PAGE: usize = 10_000;
@@ -152,6 +154,15 @@ pub fn verify_export(
     let header = match lines.next() {
         Some((n, l)) => match parse(n, &l?)? {
             ExportLine::Header(h) if h.format == FORMAT => h,
+            ExportLine::Header(h) => {
+                return Err(ExportError::Format {
+                    line: 1,
+                    message: format!(
+                        "format `{}` is not {FORMAT} (exports before {FORMAT} carry no signed head; export again)",
+                        h.format
+                    ),
+                });
+            }
             _ => {
                 return Err(ExportError::Format {
                     line: 1,
@@ -229,7 +240,8 @@ pub fn verify_export(
     };
     let result = v
         .run(&page)
-        .and_then(|()| v.finish(head.as_ref().map(|(s, h)| (*s, h.as_str()))));
+        .and_then(|()| v.finish(head.as_ref().map(|(s, h)| (*s, h.as_str()))))
+        .and_then(|last| signed_head(&checkpoints, header.anchor.as_ref(), head.as_ref(), last));
     Ok(Report::of(
         org,
         keys_from,
@@ -237,6 +249,29 @@ pub fn verify_export(
         Some(&v),
         result.err(),
     ))
+}
+
+/// An export's records must end at a head a checkpoint signs (the server signs one as
+/// it exports): without it, whoever rewrote the file could have rehashed the chain and
+/// dropped the checkpoints that would have told. A file without records needs none.
+fn signed_head(
+    checkpoints: &[Checkpoint],
+    anchor: Option<&Checkpoint>,
+    head: Option<&(u64, String)>,
+    last: Option<(u64, String)>,
+) -> Result<(), Tamper> {
+    let Some((seq, hash)) = head.cloned().or(last) else {
+        return Ok(());
+    };
+    if checkpoints
+        .iter()
+        .chain(anchor)
+        .any(|c| c.seq == seq && c.hash == hash)
+    {
+        Ok(())
+    } else {
+        Err(Tamper::Unsigned { seq })
+    }
 }
 
 #[cfg(test)]
@@ -254,19 +289,17 @@ mod tests {
             anchor: None,
             keys: vec![key.public_jwk()],
         }));
-        for &s in cps {
+        // The stored checkpoints, then the one the server signs over the head.
+        let last = records.last().map(|r| r.seq);
+        for (s, kind) in cps
+            .iter()
+            .map(|&s| (s, "periodic"))
+            .chain(last.map(|s| (s, "export")))
+        {
             let r = &records[s as usize - 1];
             out.push(ExportLine::Checkpoint(
-                Checkpoint::sign(
-                    "acme",
-                    s,
-                    &r.hash,
-                    0,
-                    "periodic",
-                    &key.kid,
-                    &key.encoding_key(),
-                )
-                .unwrap(),
+                Checkpoint::sign("acme", s, &r.hash, 0, kind, &key.kid, &key.encoding_key())
+                    .unwrap(),
             ));
         }
         for r in records {
@@ -290,7 +323,7 @@ mod tests {
         let text = export(&c, &key, &[10, 20]);
         let r = verify_export(text.as_bytes(), None).unwrap();
         assert!(r.ok(), "{r:?}");
-        assert_eq!((r.records, r.checkpoints, r.last_seq), (25, 2, Some(25)));
+        assert_eq!((r.records, r.checkpoints, r.last_seq), (25, 3, Some(25)));
         // Trusted keys that did not sign it.
         let other = SigningKey::generate().unwrap();
         let r = verify_export(text.as_bytes(), Some(&[other.public_jwk()])).unwrap();
@@ -306,7 +339,7 @@ mod tests {
         // The tail cut off, head line included: the checkpoint at 20 notices.
         let cut: String = text
             .lines()
-            .take(1 + 2 + 15)
+            .take(1 + 3 + 15)
             .map(|l| format!("{l}\n"))
             .collect();
         let r = verify_export(cut.as_bytes(), None).unwrap();
@@ -321,7 +354,87 @@ mod tests {
         let bad = format!("{text}not json\n");
         assert!(matches!(
             verify_export(bad.as_bytes(), None),
-            Err(ExportError::Format { line: 30, .. })
+            Err(ExportError::Format { line: 31, .. })
+        ));
+    }
+
+    /// Rewrites record `seq` (its decision flipped) and rehashes every record after it,
+    /// as someone holding the file but not the key could.
+    fn rewritten(records: &[AuditRecord], seq: u64) -> Vec<AuditRecord> {
+        let mut out: Vec<AuditRecord> = Vec::new();
+        for r in records {
+            let mut r = r.clone();
+            if r.seq == seq {
+                r.allowed = r.allowed.map(|a| !a);
+            }
+            if r.seq >= seq {
+                let prev = out.last().map(|p| (p.seq, p.hash.clone()));
+                r.seal(prev.as_ref().map(|(s, h)| (*s, h.as_str())));
+            }
+            out.push(r);
+        }
+        out
+    }
+
+    #[test]
+    fn a_rewritten_export_without_its_signed_head_fails() {
+        let key = SigningKey::generate().unwrap();
+        let c = chain(25);
+        let forged = rewritten(&c, 20);
+        // Rehashed, every checkpoint line dropped, a head line to match.
+        let text = export(&forged, &key, &[]);
+        let no_checkpoints: String = text
+            .lines()
+            .filter(|l| !l.starts_with("{\"checkpoint\""))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let r = verify_export(no_checkpoints.as_bytes(), None).unwrap();
+        assert_eq!(r.problem, Some(Tamper::Unsigned { seq: 25 }));
+        // The same with the head line gone too: the last record must still be signed.
+        let no_head: String = no_checkpoints
+            .lines()
+            .filter(|l| !l.starts_with("{\"head\""))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let r = verify_export(no_head.as_bytes(), Some(&[key.public_jwk()])).unwrap();
+        assert_eq!(r.problem, Some(Tamper::Unsigned { seq: 25 }));
+        // The genuine export's signed head no longer matches the rewrite.
+        let genuine = export(&c, &key, &[10]);
+        let mixed: String = genuine
+            .lines()
+            .filter(|l| !l.starts_with("{\"record\"") && !l.starts_with("{\"head\""))
+            .map(|l| format!("{l}\n"))
+            .chain(
+                no_checkpoints
+                    .lines()
+                    .filter(|l| l.starts_with("{\"record\"") || l.starts_with("{\"head\""))
+                    .map(|l| format!("{l}\n")),
+            )
+            .collect();
+        let r = verify_export(mixed.as_bytes(), None).unwrap();
+        assert_eq!(r.problem, Some(Tamper::CheckpointMismatch { seq: 25 }));
+        // An untouched export with only its export checkpoint verifies.
+        let r = verify_export(export(&c, &key, &[]).as_bytes(), None).unwrap();
+        assert!(r.ok(), "{r:?}");
+    }
+
+    #[test]
+    fn fields_the_hash_does_not_cover_are_refused() {
+        let key = SigningKey::generate().unwrap();
+        let text = export(&chain(5), &key, &[]);
+        let extra = text.replacen(
+            "\"id\":\"d2\"",
+            "\"id\":\"d2\",\"note\":\"approved by CFO\"",
+            1,
+        );
+        assert!(matches!(
+            verify_export(extra.as_bytes(), None),
+            Err(ExportError::Format { line: 5, .. })
+        ));
+        let old = text.replacen(FORMAT, "warden-audit-export/1", 1);
+        assert!(matches!(
+            verify_export(old.as_bytes(), None),
+            Err(ExportError::Format { line: 1, .. })
         ));
     }
 }

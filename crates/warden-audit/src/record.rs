@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One audit record: a decision, an administrative change, or an outcome report.
+/// Reading one refuses fields it does not know: they would not be covered by the hash.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditRecord {
     pub org: String,
     /// Position in the organization's chain, from 1.
@@ -142,6 +144,45 @@ impl AuditRecord {
         serde_json::to_vec(&c).unwrap_or_default()
     }
 
+    /// Replaces NUL characters in the plain text fields with U+FFFD: PostgreSQL cannot
+    /// store them, and one such record would fail the whole group commit it is in.
+    /// (The JSON fields escape them.) Done before hashing, so the stored record is
+    /// the hashed one.
+    pub fn scrub(&mut self) {
+        let fix = |s: &mut String| {
+            if s.contains('\0') {
+                *s = s.replace('\0', "\u{FFFD}");
+            }
+        };
+        for s in [
+            &mut self.org,
+            &mut self.id,
+            &mut self.kind,
+            &mut self.action,
+        ] {
+            fix(s);
+        }
+        for s in [
+            &mut self.resource,
+            &mut self.subject,
+            &mut self.user,
+            &mut self.agent,
+            &mut self.jti,
+            &mut self.client_id,
+            &mut self.caller,
+            &mut self.model_id,
+            &mut self.approval_id,
+            &mut self.refers_to,
+            &mut self.request_id,
+            &mut self.client_addr,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(s);
+        }
+    }
+
     /// The hash this record must carry: over `prev_hash` and its content.
     pub fn compute_hash(&self) -> String {
         link(&self.prev_hash, &self.content())
@@ -197,6 +238,7 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn new(mut record: AuditRecord) -> Prepared {
+        record.scrub();
         // The detail is serialized once, for its column and, verbatim, inside the
         // content (the same bytes serializing the value in place would write).
         let (content, detail_json) = match serde_json::value::to_raw_value(&record.detail) {
@@ -263,6 +305,20 @@ mod tests {
             detail: serde_json::json!({"path": ["doc:1#viewer"]}),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn nul_characters_are_replaced_before_hashing() {
+        let mut r = sample();
+        r.resource = Some("doc:a\0b".into());
+        r.action = "view\0".into();
+        r.actors = vec!["agent:x\0".into()];
+        let mut p = Prepared::new(r);
+        p.seal(None);
+        assert_eq!(p.record.resource.as_deref(), Some("doc:a\u{FFFD}b"));
+        assert_eq!(p.record.action, "view\u{FFFD}");
+        assert!(!p.actors_json.as_deref().unwrap_or("").contains('\0'));
+        assert_eq!(p.record.hash, p.record.compute_hash());
     }
 
     #[test]

@@ -309,6 +309,8 @@ pub struct AppState {
     apply_lock: tokio::sync::Mutex<()>,
     /// Verified keys by SHA-256 of their token, with when they were verified.
     key_cache: parking_lot::Mutex<HashMap<[u8; 32], (ApiKey, Instant)>>,
+    /// Serializes outcome reports per decision (see [`AppState::outcome_turn`]).
+    outcome_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -330,6 +332,7 @@ impl AppState {
             applied: watch::Sender::new(from),
             apply_lock: tokio::sync::Mutex::new(()),
             key_cache: parking_lot::Mutex::new(HashMap::new()),
+            outcome_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         };
         for org in state.db.list_orgs().await? {
             state.org_entry(&org.id);
@@ -443,6 +446,21 @@ impl AppState {
     /// Ids of every organization in memory.
     pub fn org_ids(&self) -> Vec<String> {
         self.orgs.read().keys().cloned().collect()
+    }
+
+    /// Waits for the turn to report an outcome for this decision: reports for one
+    /// decision on this node happen one after the other (reports for others mostly
+    /// not: the locks are striped), so that only the first is recorded.
+    pub async fn outcome_turn(
+        &self,
+        org: &str,
+        decision_id: &str,
+    ) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one((org, decision_id));
+        self.outcome_locks[(h % self.outcome_locks.len() as u64) as usize]
+            .lock()
+            .await
     }
 
     /// The organization's data, if it exists (in memory).

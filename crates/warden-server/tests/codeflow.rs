@@ -192,6 +192,21 @@ async fn authorization_code_with_pkce_consent_and_refresh_rotation() {
             .contains("wrong user or password")
     );
 
+    // A password typed into the name field: refused, and the name is not recorded.
+    let res = authorize_url(&base, &[]).await;
+    let html = res.text().await.unwrap();
+    let res = http()
+        .post(format!("{base}/oauth2/authorize/signin"))
+        .form(&[
+            ("ticket", ticket(&html).as_str()),
+            ("username", "hunter2-typed-too-early"),
+            ("password", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains("wrong user or password"));
+
     let location = sign_in_and_approve(&base, "correct horse battery")
         .await
         .unwrap();
@@ -209,6 +224,17 @@ async fn authorization_code_with_pkce_consent_and_refresh_rotation() {
     }
     assert!(!log.to_string().contains("correct horse battery"));
     assert!(!log.to_string().contains("wrong password!"));
+    assert!(
+        !log.to_string().contains("hunter2"),
+        "an unknown name is not recorded"
+    );
+    let failed = log["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "signin.failed")
+        .count();
+    assert_eq!(failed, 2, "both refused attempts are on the record");
     let q = query_of(&location);
     assert_eq!(q["state"], "st-123");
     assert_eq!(q["iss"], base, "RFC 9207 iss in the response");

@@ -544,6 +544,19 @@ async fn client_credentials_tokens_and_the_token_decision() {
         .post("/v1/orgs/acme/authorize", decide(&access, "viewer"))
         .await;
     assert_eq!(d["allowed"], json!(false), "{d}");
+    // Its record names the token that was refused, and only the token check.
+    let (_, log) = acme
+        .get(&format!(
+            "/v1/orgs/acme/audit?id={}",
+            d["decision_id"].as_str().unwrap()
+        ))
+        .await;
+    let r = &log["records"][0];
+    assert!(r["jti"].is_string(), "{r}");
+    assert_eq!(r["client_id"], "acme:bot", "{r}");
+    let checks: Vec<&Value> = r["detail"]["reasons"].as_array().unwrap().iter().collect();
+    assert_eq!(checks.len(), 1, "{r}");
+    assert_eq!(checks[0]["check"], "token_valid");
     let (_, i) = acme
         .post_form("/oauth2/introspect", &[("token", &access)])
         .await;

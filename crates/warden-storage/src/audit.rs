@@ -656,6 +656,16 @@ impl Db {
         rows.iter().map(checkpoint_from).collect()
     }
 
+    /// The highest position any checkpoint of `org` signs (0 without one).
+    pub async fn audit_last_checkpoint(&self, org: &str) -> Result<u64> {
+        let row = sqlx::query("SELECT MAX(seq) AS seq FROM audit_checkpoints WHERE org_id = $1")
+            .bind(org)
+            .fetch_one(self.pool())
+            .await?;
+        let seq: Option<i64> = row.try_get("seq")?;
+        Ok(seq.unwrap_or(0).max(0) as u64)
+    }
+
     /// The last record written before `before_ms` (where retention cuts).
     pub async fn audit_cut_point(
         &self,
@@ -757,6 +767,20 @@ impl Db {
             "UPDATE audit_sinks SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1",
         )
         .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Starts `org`'s delivery over (its webhook changed: the new receiver has seen
+    /// nothing) and takes the lease from whoever holds it, so that a batch still in
+    /// flight to the old receiver cannot move the new cursor.
+    pub async fn audit_sink_reset(&self, org: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE audit_sinks SET delivered_seq = 0, lease_owner = NULL, lease_until = 0 \
+             WHERE org_id = $1",
+        )
+        .bind(org)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -136,6 +136,23 @@ pub async fn checkpoint_all(
         if done.get(&org).is_some_and(|s| *s >= seq) {
             continue;
         }
+        // A chain that ends before a position already signed lost records at its end;
+        // signing its new end would vouch for the shortened log.
+        let signed = state
+            .db
+            .audit_last_checkpoint(&org)
+            .await
+            .map_err(|e| e.to_string())?;
+        if signed > seq {
+            tracing::error!(
+                org,
+                head = seq,
+                signed,
+                "the audit log ends before a signed checkpoint: records were removed; not signing"
+            );
+            done.insert(org, seq);
+            continue;
+        }
         let cp = sign_checkpoint(state, &org, seq, &hash, "periodic")?;
         state
             .db
@@ -257,16 +274,17 @@ async fn deliver(state: Arc<AppState>, poll: Duration, mut stop: watch::Receiver
             _ = stop.changed() => return release(state, node).await,
         }
         for org in state.org_ids() {
-            let hook = state
-                .org(&org)
-                .ok()
-                .and_then(|d| d.read().settings.audit.webhook.clone());
-            let Some(hook) = hook else { continue };
             if backoff.get(&org).is_some_and(|b| b.next > Instant::now()) {
                 continue;
             }
-            // Deliver until caught up or a failure.
+            // Deliver until caught up or a failure, to the webhook as the settings
+            // name it at each batch (a changed URL starts over from the first record).
             loop {
+                let hook = state
+                    .org(&org)
+                    .ok()
+                    .and_then(|d| d.read().settings.audit.webhook.clone());
+                let Some(hook) = hook else { break };
                 match deliver_batch(&state, &client, &node, &org, &hook).await {
                     Ok(true) => {
                         backoff.remove(&org);

@@ -582,11 +582,15 @@ pub async fn signin(
     }
     let user = f.get("username").map(String::as_str).unwrap_or_default();
     let password = f.get("password").map(String::as_str).unwrap_or_default();
-    let active = state.org(&org).ok().is_some_and(|d| {
-        d.read()
+    let (known, active) = state.org(&org).ok().map_or((false, false), |d| {
+        match d
+            .read()
             .principals
             .get(&(PrincipalKind::User, user.to_string()))
-            .is_some_and(|p| p.is_usable(warden_storage::now_ms()))
+        {
+            Some(p) => (true, p.is_usable(warden_storage::now_ms())),
+            None => (false, false),
+        }
     });
     let hash = if active {
         state.db.password_hash(&org, user).await.ok().flatten()
@@ -611,7 +615,13 @@ pub async fn signin(
             "approver.signin.failed"
         },
     );
-    rec.user = Some(format!("user:{user}"));
+    // A name that is no user's is not recorded: it may be a password typed one field
+    // too early.
+    if known {
+        rec.user = Some(format!("user:{user}"));
+    } else {
+        rec.detail = json!({"reason": "unknown user name (not recorded)"});
+    }
     rec.approval_id = Some(id.clone());
     if crate::audit::change_recorded(&state.audit, rec)
         .await

@@ -56,6 +56,11 @@ pub struct AuditQuery {
 /// Milliseconds since the epoch from RFC 3339 or a number.
 fn parse_time(what: &str, v: &str) -> ApiResult<i64> {
     if let Ok(ms) = v.parse::<i64>() {
+        if ms < 0 {
+            return Err(ApiError::bad_request(format!(
+                "`{what}` must not be before the epoch"
+            )));
+        }
         return Ok(ms);
     }
     chrono::DateTime::parse_from_rfc3339(v)
@@ -67,6 +72,26 @@ fn parse_time(what: &str, v: &str) -> ApiResult<i64> {
         })
 }
 
+/// The organization must exist (a server administrator's key reaches any name), or be
+/// the server's own chain.
+async fn known_org(state: &AppState, org: &str) -> ApiResult<()> {
+    if org != crate::audit::SYSTEM_ORG {
+        state.org_fresh(org).await?;
+    }
+    Ok(())
+}
+
+/// The free text as it appears inside the stored JSON of details and reasons: quotes,
+/// backslashes and control characters escaped the way the record's JSON has them.
+fn as_json_text(q: &str) -> String {
+    let quoted = serde_json::to_string(q).unwrap_or_default();
+    quoted
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_string()
+}
+
 pub async fn query(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -75,7 +100,25 @@ pub async fn query(
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
+    known_org(&state, &org).await?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    for (name, v) in [
+        ("from", &q.from),
+        ("to", &q.to),
+        ("user", &q.user),
+        ("agent", &q.agent),
+        ("actor", &q.actor),
+        ("resource", &q.resource),
+        ("action", &q.action),
+        ("q", &q.q),
+        ("id", &q.id),
+    ] {
+        if v.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(ApiError::bad_request(format!(
+                "`{name}` must not contain a NUL character"
+            )));
+        }
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("`limit` is 1 to 1000"));
@@ -110,21 +153,24 @@ pub async fn query(
         action: q.action,
         kind: q.kind,
         decision: q.decision,
-        text: q.q,
+        text: q.q.as_deref().map(as_json_text),
         refers_to: None,
         id: q.id,
     };
-    let records = state
+    // One more than asked tells whether another page follows.
+    let mut records = state
         .db
-        .audit_query(&org, &filter, q.cursor, descending, limit)
+        .audit_query(&org, &filter, q.cursor, descending, limit + 1)
         .await?;
+    let more = records.len() > limit as usize;
+    records.truncate(limit as usize);
     let ids: Vec<String> = records
         .iter()
         .filter(|r| r.kind == "decision")
         .map(|r| r.id.clone())
         .collect();
     let outcomes = state.db.audit_outcomes(&org, &ids).await?;
-    let next_cursor = (records.len() == limit as usize).then(|| records.last().map(|r| r.seq));
+    let next_cursor = more.then(|| records.last().map(|r| r.seq));
     let out: Vec<Value> = records
         .into_iter()
         .map(|r| {
@@ -175,8 +221,20 @@ pub async fn export(
     _gate: OrgGate,
 ) -> ApiResult<Response> {
     caller.require(&org, Role::Admin)?;
+    known_org(&state, &org).await?;
+    // Checkpoints before the head: every checkpoint read then lies at or before the
+    // head read after it, so one beyond the head means records were removed.
+    let stored = state.db.audit_checkpoints(&org).await?;
     let head = state.db.audit_head(&org).await?;
     let head_seq = head.as_ref().map_or(0, |(s, _)| *s);
+    // The server vouches for where the log ends, so that the file can prove it.
+    let signed_head = match &head {
+        Some((seq, hash)) => Some(
+            crate::audit::tasks::sign_checkpoint(&state, &org, *seq, hash, "export")
+                .map_err(ApiError::internal)?,
+        ),
+        None => None,
+    };
     let header = ExportHeader {
         format: FORMAT.into(),
         org: org.clone(),
@@ -186,10 +244,8 @@ pub async fn export(
     };
     let mut first = Vec::new();
     first.extend_from_slice(&line(&ExportLine::Header(header)));
-    for cp in state.db.audit_checkpoints(&org).await? {
-        if cp.seq <= head_seq {
-            first.extend_from_slice(&line(&ExportLine::Checkpoint(cp)));
-        }
+    for cp in stored.into_iter().chain(signed_head) {
+        first.extend_from_slice(&line(&ExportLine::Checkpoint(cp)));
     }
     // Then pages of records, then the head.
     enum Phase {
@@ -255,16 +311,12 @@ pub async fn verify(
     _gate: OrgGate,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
+    known_org(&state, &org).await?;
+    // Checkpoints before the head (as in the export): one beyond it is a truncation.
+    let checkpoints = state.db.audit_checkpoints(&org).await?;
     let head = state.db.audit_head(&org).await?;
     let head_seq = head.as_ref().map_or(0, |(s, _)| *s);
     let anchor = state.db.audit_anchor(&org).await?;
-    let checkpoints: Vec<_> = state
-        .db
-        .audit_checkpoints(&org)
-        .await?
-        .into_iter()
-        .filter(|c| c.seq <= head_seq)
-        .collect();
     let mut v = match prepare(&org, anchor.as_ref(), &checkpoints, &public_keys(&state)) {
         Ok(v) => v,
         Err(t) => {
@@ -301,6 +353,7 @@ pub async fn checkpoint(
     _gate: OrgGate,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(&org, Role::Admin)?;
+    known_org(&state, &org).await?;
     let Some((seq, hash)) = state.db.audit_head(&org).await? else {
         return Err(ApiError::not_found(
             "the organization has no audit records yet",
@@ -362,6 +415,9 @@ pub async fn outcome(
             "outcomes are reported for allowed decisions; this one was not allowed",
         ));
     }
+    // One report per decision: concurrent reports for it on this node wait their
+    // turn, so the second sees the first's record.
+    let _turn = state.outcome_turn(&org, &decision_id).await;
     if !state
         .db
         .audit_query(&org, &find("outcome", true), None, false, 1)

@@ -353,11 +353,14 @@ pub async fn signin(
         .await
         .ok()
         .flatten();
-    let user_ok = data
+    let (known, user_ok) = match data
         .read()
         .principals
         .get(&(PrincipalKind::User, username.clone()))
-        .is_some_and(|p| p.status == Status::Active);
+    {
+        Some(p) => (true, p.status == Status::Active),
+        None => (false, false),
+    };
     // The same answer for an unknown user, a wrong password and a suspended user.
     let verified = match &hash {
         Some(h) => verify_password(h, &password),
@@ -367,17 +370,20 @@ pub async fn signin(
         }
     };
     let ticket_again = f.get("ticket").cloned().unwrap_or_default();
-    // Every sign-in attempt is on the record (the name as typed, never the password).
+    // Every sign-in attempt is on the record, never the password. The name is recorded
+    // only when it is a user's: what was typed into the name field of a failed attempt
+    // may be a password.
     let signed_in = verified && user_ok;
     let mut rec = meta.record(
         &t.org,
         "change",
         if signed_in { "signin" } else { "signin.failed" },
     );
-    rec.user = Some(format!(
-        "user:{}",
-        username.chars().take(256).collect::<String>()
-    ));
+    if known {
+        rec.user = Some(format!("user:{username}"));
+    } else {
+        rec.detail = serde_json::json!({"reason": "unknown user name (not recorded)"});
+    }
     rec.agent = Some(format!("agent:{}", t.agent));
     rec.allowed = Some(signed_in);
     if crate::audit::change_recorded(&state.audit, rec)

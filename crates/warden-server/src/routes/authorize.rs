@@ -296,6 +296,19 @@ pub async fn authorize(
                     }
                 }
                 Err(e) => {
+                    // A genuine token refused for its revocation (or a principal that
+                    // left) still says which token it was.
+                    let genuine = warden_oauth::token::verify(
+                        token,
+                        &state.oauth.read().published,
+                        &state.issuer,
+                        body.audience.as_deref(),
+                    );
+                    if let Ok(c) = genuine
+                        && c.org == org
+                    {
+                        token_ids = Some((c.jti, c.client_id));
+                    }
                     token_reason = Some((false, json!(e.description)));
                     (String::new(), None, Vec::new(), Some(Vec::new()))
                 }
@@ -318,21 +331,27 @@ pub async fn authorize(
     let (data, revision) = snapshot(&state, &org, body.consistency).await?;
     let now = warden_storage::now_ms();
     let mut rec = meta.decision(&org, &caller, &body.relation, &body.object);
+    // A token that failed names no principals: there is nothing further to check.
+    let token_failed = matches!(token_reason, Some((false, _)));
     let (mut allowed, mut reasons) = {
         let data = data.read();
         rec.model_id = data.model_entry(None).ok().map(|(id, _)| id.to_string());
-        decide(
-            &data,
-            &agent,
-            user.as_deref(),
-            &actors,
-            scopes.as_deref(),
-            &body.relation,
-            &body.object,
-            &body.context,
-            &body.contextual_tuples,
-            now,
-        )?
+        if token_failed {
+            (false, Vec::new())
+        } else {
+            decide(
+                &data,
+                &agent,
+                user.as_deref(),
+                &actors,
+                scopes.as_deref(),
+                &body.relation,
+                &body.object,
+                &body.context,
+                &body.contextual_tuples,
+                now,
+            )?
+        }
     };
     if let Some((ok, detail)) = token_reason {
         allowed &= ok;

@@ -33,6 +33,8 @@ impl IntoResponse for OAuthResponse {
         let status = match self.0.code {
             "invalid_client" => StatusCode::UNAUTHORIZED,
             "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            // The audit log cannot be written: nothing is issued or changed unrecorded.
+            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         let mut res = (
@@ -383,7 +385,7 @@ fn issue_bound(
         cnf: jkt.map(|jkt| warden_oauth::token::Confirmation { jkt }),
     };
     let token = warden_oauth::token::mint(&key, &claims)?;
-    tracing::info!(org = %g.org, agent = %g.agent, sub = %g.sub, jti = %claims.jti, "token issued");
+    tracing::info!(org = %g.org, agent = %g.agent, sub = %g.sub, jti = %claims.jti, "token minted");
     Ok((token, claims))
 }
 
@@ -425,11 +427,12 @@ async fn answer(
         "dpop_bound": claims.cnf.is_some(),
         "refresh_token_family": family,
     });
-    state
-        .audit
-        .record(rec)
-        .await
-        .map_err(|e| OAuthError::new("temporarily_unavailable", e.message))?;
+    state.audit.record(rec).await.map_err(|_| {
+        OAuthError::new(
+            "temporarily_unavailable",
+            "the audit log cannot be written; no token is issued without its audit record",
+        )
+    })?;
     Ok(token_response(
         &token,
         &claims,

@@ -17,8 +17,8 @@ pub enum AuditCommand {
     Query {
         #[command(flatten)]
         filter: Filter,
-        /// Records to show (per page with --all).
-        #[arg(long, default_value_t = 50)]
+        /// Records to show (per page with --all; 1-1000).
+        #[arg(long, default_value_t = 100)]
         limit: u32,
         /// Newest first.
         #[arg(long)]
@@ -311,11 +311,21 @@ pub fn run(conn: Conn, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             let c = Client::new(conn)?;
             let q = filter.query();
             let org = &filter.org;
-            let v = c.get(&format!(
-                "/v1/orgs/{org}/audit?{q}limit={}&order=desc",
-                lines.clamp(1, 1000)
-            ))?;
-            let mut recent: Vec<Value> = v["records"].as_array().cloned().unwrap_or_default();
+            // The last `lines` matching records, newest first, a page at a time.
+            let mut recent: Vec<Value> = Vec::new();
+            let mut before: Option<u64> = None;
+            while recent.len() < lines as usize {
+                let want = (lines as usize - recent.len()).min(1000);
+                let cursor = before.map(|b| format!("&cursor={b}")).unwrap_or_default();
+                let v = c.get(&format!(
+                    "/v1/orgs/{org}/audit?{q}limit={want}&order=desc{cursor}"
+                ))?;
+                recent.extend(v["records"].as_array().cloned().unwrap_or_default());
+                match v["next_cursor"].as_u64() {
+                    Some(next) => before = Some(next),
+                    None => break,
+                }
+            }
             recent.reverse();
             let show = |r: &Value| {
                 if c.conn.json {
