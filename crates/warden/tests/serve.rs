@@ -575,9 +575,10 @@ async fn every_answered_decision_survives_sigkill_and_the_cli_verifies_the_log()
     let (code, out, err) = cli(&addr, &key, &["audit", "verify", "--org", "acme"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("OK:"), "{out}");
+    assert!(out.contains("keys: the server's JWKS"), "{out}");
     let (code, out, _) = cli(&addr, &key, &["audit", "verify", "--file", &export]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("keys: export"), "{out}");
+    assert!(out.contains("keys: the export's own"), "{out}");
     let jwks = reqwest::get(format!("http://{addr}/oauth2/jwks"))
         .await
         .unwrap()
@@ -592,7 +593,7 @@ async fn every_answered_decision_survives_sigkill_and_the_cli_verifies_the_log()
         &["audit", "verify", "--file", &export, "--jwks", &jwks_file],
     );
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("keys: given"), "{out}");
+    assert!(out.contains("keys: the JWKS file given"), "{out}");
     // Query and tail print readable lines.
     let (code, out, _) = cli(
         &addr,

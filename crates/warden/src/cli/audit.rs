@@ -251,8 +251,13 @@ pub fn run(conn: Conn, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         }
         AuditCommand::Verify { org, file, jwks } => {
             let json = conn.json;
+            // Whose keys the checkpoint signatures were checked against, in words.
+            let mut keys_from = "the JWKS file given";
             let report = match (org, file) {
                 (_, Some(file)) => {
+                    if jwks.is_none() {
+                        keys_from = "the export's own, not independently checked";
+                    }
                     let keys = match jwks {
                         Some(j) => Some(read_jwks(
                             &std::fs::read_to_string(&j)
@@ -266,6 +271,7 @@ pub fn run(conn: Conn, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 }
                 (Some(org), None) => {
                     let c = Client::new(conn)?;
+                    keys_from = "the server's JWKS";
                     let keys = read_jwks(&c.get("/oauth2/jwks")?.to_string())?;
                     let mut buf = Vec::new();
                     c.download(&format!("/v1/orgs/{org}/audit/export"), &mut buf)?;
@@ -286,7 +292,7 @@ pub fn run(conn: Conn, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                             _ => String::new(),
                         },
                         report.checkpoints,
-                        report.keys
+                        keys_from
                     ),
                     Some(p) => println!(
                         "TAMPERED: organization {}: first bad record #{}: {p} ({} records before it verified)",
