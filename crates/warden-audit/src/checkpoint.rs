@@ -30,12 +30,13 @@ pub enum CheckpointError {
 
 /// A signed checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     pub org: String,
     pub seq: u64,
     pub hash: String,
     pub time_ms: i64,
-    /// `periodic` or `cut`.
+    /// `periodic`, `cut` or `export`.
     pub kind: String,
     /// Compact JWS (EdDSA) over the fields above.
     pub jws: String,

@@ -24,6 +24,7 @@ pub const FORMAT: &str = "warden-audit-export/2";
 const PAGE: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExportHeader {
     pub format: String,
     pub org: String,
@@ -37,7 +38,7 @@ pub struct ExportHeader {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ExportLine {
     Header(ExportHeader),
     Checkpoint(Checkpoint),
@@ -191,6 +192,12 @@ pub fn verify_export(
         if line.trim().is_empty() {
             continue;
         }
+        if head.is_some() {
+            return Err(ExportError::Format {
+                line: n + 1,
+                message: "nothing may follow the head line".into(),
+            });
+        }
         match parse(n, &line)? {
             ExportLine::Header(_) => {
                 return Err(ExportError::Format {
@@ -231,6 +238,12 @@ pub fn verify_export(
             ExportLine::Head { seq, hash } => head = Some((seq, hash)),
         }
     }
+    let Some(head) = head else {
+        return Err(ExportError::Format {
+            line: 0,
+            message: "no head line: the file is incomplete".into(),
+        });
+    };
     let mut v = match verifier {
         Some(v) => v,
         None => match prepare(org, header.anchor.as_ref(), &checkpoints, &keys) {
@@ -240,8 +253,8 @@ pub fn verify_export(
     };
     let result = v
         .run(&page)
-        .and_then(|()| v.finish(head.as_ref().map(|(s, h)| (*s, h.as_str()))))
-        .and_then(|last| signed_head(&checkpoints, header.anchor.as_ref(), head.as_ref(), last));
+        .and_then(|()| v.finish(Some((head.0, head.1.as_str()))))
+        .and_then(|_| signed_head(&checkpoints, &head));
     Ok(Report::of(
         org,
         keys_from,
@@ -251,26 +264,19 @@ pub fn verify_export(
     ))
 }
 
-/// An export's records must end at a head a checkpoint signs (the server signs one as
-/// it exports): without it, whoever rewrote the file could have rehashed the chain and
-/// dropped the checkpoints that would have told. A file without records needs none.
-fn signed_head(
-    checkpoints: &[Checkpoint],
-    anchor: Option<&Checkpoint>,
-    head: Option<&(u64, String)>,
-    last: Option<(u64, String)>,
-) -> Result<(), Tamper> {
-    let Some((seq, hash)) = head.cloned().or(last) else {
-        return Ok(());
-    };
+/// An export must end at the head the server signed as it exported (a checkpoint of
+/// kind `export`): without it, whoever cut or rewrote the file could have dropped the
+/// checkpoints that would have told. Even an empty log's export has one (over record 0,
+/// or over the cut retention left), so a file stripped to its header fails too.
+fn signed_head(checkpoints: &[Checkpoint], head: &(u64, String)) -> Result<(), Tamper> {
+    let (seq, hash) = head;
     if checkpoints
         .iter()
-        .chain(anchor)
-        .any(|c| c.seq == seq && c.hash == hash)
+        .any(|c| c.kind == "export" && c.seq == *seq && c.hash == *hash)
     {
         Ok(())
     } else {
-        Err(Tamper::Unsigned { seq })
+        Err(Tamper::Unsigned { seq: *seq })
     }
 }
 
@@ -278,6 +284,7 @@ fn signed_head(
 mod tests {
     use super::*;
     use crate::chain::tests::chain;
+    use crate::record::GENESIS as GENESIS_HASH;
     use warden_oauth::keys::SigningKey;
 
     fn export(records: &[AuditRecord], key: &SigningKey, cps: &[u64]) -> String {
@@ -336,13 +343,22 @@ mod tests {
         let r = verify_export(edited.as_bytes(), None).unwrap();
         assert_eq!(r.problem, Some(Tamper::Edited { seq: 14 }));
         assert_eq!(r.records, 13);
-        // The tail cut off, head line included: the checkpoint at 20 notices.
+        // The tail cut off, head line included: the file is incomplete; with a head
+        // line made up for record 15, the checkpoint at 20 notices.
         let cut: String = text
             .lines()
             .take(1 + 3 + 15)
             .map(|l| format!("{l}\n"))
             .collect();
-        let r = verify_export(cut.as_bytes(), None).unwrap();
+        assert!(matches!(
+            verify_export(cut.as_bytes(), None),
+            Err(ExportError::Format { .. })
+        ));
+        let made_up = format!(
+            "{cut}{{\"head\":{{\"seq\":15,\"hash\":\"{}\"}}}}\n",
+            c[14].hash
+        );
+        let r = verify_export(made_up.as_bytes(), None).unwrap();
         assert_eq!(
             r.problem,
             Some(Tamper::Truncated {
@@ -396,8 +412,10 @@ mod tests {
             .filter(|l| !l.starts_with("{\"head\""))
             .map(|l| format!("{l}\n"))
             .collect();
-        let r = verify_export(no_head.as_bytes(), Some(&[key.public_jwk()])).unwrap();
-        assert_eq!(r.problem, Some(Tamper::Unsigned { seq: 25 }));
+        assert!(matches!(
+            verify_export(no_head.as_bytes(), Some(&[key.public_jwk()])),
+            Err(ExportError::Format { .. })
+        ));
         // The genuine export's signed head no longer matches the rewrite.
         let genuine = export(&c, &key, &[10]);
         let mixed: String = genuine
@@ -416,6 +434,77 @@ mod tests {
         // An untouched export with only its export checkpoint verifies.
         let r = verify_export(export(&c, &key, &[]).as_bytes(), None).unwrap();
         assert!(r.ok(), "{r:?}");
+    }
+
+    #[test]
+    fn an_export_cut_back_to_a_stored_checkpoint_fails() {
+        let key = SigningKey::generate().unwrap();
+        let c = chain(25);
+        let text = export(&c, &key, &[10]);
+        // Records after 10, the export checkpoint and the head dropped; a head line
+        // for 10, which a periodic checkpoint signs.
+        let cut: String = text
+            .lines()
+            .filter(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let r = v["record"]["seq"].as_u64();
+                v.get("head").is_none()
+                    && v["checkpoint"]["kind"] != "export"
+                    && r.is_none_or(|s| s <= 10)
+            })
+            .map(|l| format!("{l}\n"))
+            .chain(std::iter::once(format!(
+                "{{\"head\":{{\"seq\":10,\"hash\":\"{}\"}}}}\n",
+                c[9].hash
+            )))
+            .collect();
+        let r = verify_export(cut.as_bytes(), Some(&[key.public_jwk()])).unwrap();
+        assert_eq!(r.problem, Some(Tamper::Unsigned { seq: 10 }));
+        // Stripped to its header: incomplete.
+        let header: String = text.lines().take(1).map(|l| format!("{l}\n")).collect();
+        assert!(verify_export(header.as_bytes(), None).is_err());
+        // Structure: two heads, a field the format does not have.
+        let twice = format!("{text}{}\n", text.lines().last().unwrap());
+        assert!(verify_export(twice.as_bytes(), None).is_err());
+        let odd = text.replacen("\"exported_at_ms\"", "\"x\":1,\"exported_at_ms\"", 1);
+        assert!(verify_export(odd.as_bytes(), None).is_err());
+    }
+
+    #[test]
+    fn an_empty_log_exports_a_signed_head() {
+        let key = SigningKey::generate().unwrap();
+        let header = ExportLine::Header(ExportHeader {
+            format: FORMAT.into(),
+            org: "acme".into(),
+            exported_at_ms: 0,
+            anchor: None,
+            keys: vec![key.public_jwk()],
+        });
+        let cp = Checkpoint::sign(
+            "acme",
+            0,
+            GENESIS_HASH,
+            0,
+            "export",
+            &key.kid,
+            &key.encoding_key(),
+        )
+        .unwrap();
+        let lines = [
+            header,
+            ExportLine::Checkpoint(cp),
+            ExportLine::Head {
+                seq: 0,
+                hash: GENESIS_HASH.into(),
+            },
+        ];
+        let text: String = lines
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap() + "\n")
+            .collect();
+        let r = verify_export(text.as_bytes(), None).unwrap();
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(r.records, 0);
     }
 
     #[test]

@@ -656,14 +656,25 @@ impl Db {
         rows.iter().map(checkpoint_from).collect()
     }
 
-    /// The highest position any checkpoint of `org` signs (0 without one).
-    pub async fn audit_last_checkpoint(&self, org: &str) -> Result<u64> {
-        let row = sqlx::query("SELECT MAX(seq) AS seq FROM audit_checkpoints WHERE org_id = $1")
+    /// The checkpoint of `org` at the highest position, as (seq, hash).
+    pub async fn audit_last_checkpoint(&self, org: &str) -> Result<Option<(u64, String)>> {
+        let row = sqlx::query(
+            "SELECT seq, hash FROM audit_checkpoints WHERE org_id = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(org)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(seq_hash).transpose()
+    }
+
+    /// The hash of `org`'s record `seq`, if it is stored.
+    pub async fn audit_record_hash(&self, org: &str, seq: u64) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT hash FROM audit_records WHERE org_id = $1 AND seq = $2")
             .bind(org)
-            .fetch_one(self.pool())
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .fetch_optional(self.pool())
             .await?;
-        let seq: Option<i64> = row.try_get("seq")?;
-        Ok(seq.unwrap_or(0).max(0) as u64)
+        Ok(row.map(|r| r.try_get("hash")).transpose()?)
     }
 
     /// The last record written before `before_ms` (where retention cuts).
@@ -718,30 +729,38 @@ impl Db {
         row.as_ref().map(checkpoint_from).transpose()
     }
 
-    /// Takes (or renews) the right to deliver `org`'s records to its webhook for
-    /// `ttl_ms`, if no other node holds it; returns the last delivered sequence
-    /// number. Several nodes may run delivery: one delivers at a time.
+    /// Takes (or renews) the right to deliver `org`'s records to the webhook at `url`
+    /// for `ttl_ms`, if no other node holds it; returns the last sequence number that
+    /// webhook acknowledged. The cursor belongs to its URL: a lease for another URL
+    /// starts it over at 0 (the new receiver has seen nothing), in the same statement,
+    /// so no batch meant for the old URL can move it after that. Several nodes may run
+    /// delivery: one delivers at a time.
     pub async fn audit_sink_lease(
         &self,
         org: &str,
         owner: &str,
         now_ms: i64,
         ttl_ms: i64,
+        url: &str,
     ) -> Result<Option<u64>> {
         sqlx::query(
-            "INSERT INTO audit_sinks (org_id, delivered_seq, lease_owner, lease_until) \
-             VALUES ($1, 0, NULL, 0) ON CONFLICT (org_id) DO NOTHING",
+            "INSERT INTO audit_sinks (org_id, delivered_seq, lease_owner, lease_until, url) \
+             VALUES ($1, 0, NULL, 0, $2) ON CONFLICT (org_id) DO NOTHING",
         )
         .bind(org)
+        .bind(url)
         .execute(self.pool())
         .await?;
         let row = sqlx::query(
-            "UPDATE audit_sinks SET lease_owner = $1, lease_until = $2 \
-             WHERE org_id = $3 AND (lease_owner = $1 OR lease_owner IS NULL OR lease_until < $4) \
+            "UPDATE audit_sinks SET lease_owner = $1, lease_until = $2, \
+             delivered_seq = CASE WHEN url IS NULL OR url = $3 THEN delivered_seq ELSE 0 END, \
+             url = $3 \
+             WHERE org_id = $4 AND (lease_owner = $1 OR lease_owner IS NULL OR lease_until < $5) \
              RETURNING delivered_seq",
         )
         .bind(owner)
         .bind(now_ms + ttl_ms)
+        .bind(url)
         .bind(org)
         .bind(now_ms)
         .fetch_optional(self.pool())
@@ -772,30 +791,23 @@ impl Db {
         Ok(())
     }
 
-    /// Starts `org`'s delivery over (its webhook changed: the new receiver has seen
-    /// nothing) and takes the lease from whoever holds it, so that a batch still in
-    /// flight to the old receiver cannot move the new cursor.
-    pub async fn audit_sink_reset(&self, org: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE audit_sinks SET delivered_seq = 0, lease_owner = NULL, lease_until = 0 \
-             WHERE org_id = $1",
-        )
-        .bind(org)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Records that the webhook acknowledged everything up to `seq` (only the lease
-    /// holder can; the cursor never moves back).
-    pub async fn audit_sink_advance(&self, org: &str, owner: &str, seq: u64) -> Result<bool> {
+    /// Records that the webhook at `url` acknowledged everything up to `seq` (only the
+    /// lease holder can, only while the cursor is that URL's; it never moves back).
+    pub async fn audit_sink_advance(
+        &self,
+        org: &str,
+        owner: &str,
+        url: &str,
+        seq: u64,
+    ) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE audit_sinks SET delivered_seq = $1 \
-             WHERE org_id = $2 AND lease_owner = $3 AND delivered_seq < $1",
+             WHERE org_id = $2 AND lease_owner = $3 AND url = $4 AND delivered_seq < $1",
         )
         .bind(seq as i64)
         .bind(org)
         .bind(owner)
+        .bind(url)
         .execute(self.pool())
         .await?
         .rows_affected();

@@ -242,6 +242,9 @@ const MIGRATIONS: &[&[&str]] = &[
         )",
         "CREATE INDEX approvals_by_status ON approvals (org_id, status, created_at)",
     ],
+    // The webhook URL an audit delivery cursor belongs to (NULL: set before this
+    // column, adopted by the first delivery).
+    &["ALTER TABLE audit_sinks ADD COLUMN url TEXT"],
 ];
 
 pub(crate) async fn run(db: &Db) -> Result<()> {

@@ -218,28 +218,29 @@ async fn suite(db: Db) {
     assert!(verify(&after, Some((anchor.seq, anchor.hash.clone()))).is_ok());
 
     // Delivery lease: one holder at a time; the cursor only moves forward.
-    assert_eq!(
-        db.audit_sink_lease("acme", "n1", 1000, 30_000)
-            .await
-            .unwrap(),
-        Some(0)
-    );
-    assert_eq!(
-        db.audit_sink_lease("acme", "n2", 2000, 30_000)
-            .await
-            .unwrap(),
-        None
-    );
-    assert!(db.audit_sink_advance("acme", "n1", 5).await.unwrap());
-    assert!(!db.audit_sink_advance("acme", "n2", 9).await.unwrap());
-    assert!(!db.audit_sink_advance("acme", "n1", 3).await.unwrap());
+    const A: &str = "https://siem-a.example.com/in";
+    const B: &str = "https://siem-b.example.com/in";
+    let lease = |node: &'static str, now: i64, url: &'static str| {
+        let db = db.clone();
+        async move {
+            db.audit_sink_lease("acme", node, now, 30_000, url)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(lease("n1", 1000, A).await, Some(0));
+    assert_eq!(lease("n2", 2000, A).await, None);
+    assert!(db.audit_sink_advance("acme", "n1", A, 5).await.unwrap());
+    assert!(!db.audit_sink_advance("acme", "n2", A, 9).await.unwrap());
+    assert!(!db.audit_sink_advance("acme", "n1", A, 3).await.unwrap());
     // After the lease expires, another node takes over where delivery stopped.
-    assert_eq!(
-        db.audit_sink_lease("acme", "n2", 40_000, 30_000)
-            .await
-            .unwrap(),
-        Some(5)
-    );
+    assert_eq!(lease("n2", 40_000, A).await, Some(5));
+    // The cursor is its URL's: another URL starts over, and a batch still meant for
+    // the old one cannot move the new cursor.
+    assert_eq!(lease("n2", 41_000, B).await, Some(0));
+    assert!(!db.audit_sink_advance("acme", "n2", A, 7).await.unwrap());
+    assert!(db.audit_sink_advance("acme", "n2", B, 2).await.unwrap());
+    assert_eq!(db.audit_sink_delivered("acme").await.unwrap(), 2);
 }
 
 #[tokio::test]

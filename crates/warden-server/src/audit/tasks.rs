@@ -136,20 +136,8 @@ pub async fn checkpoint_all(
         if done.get(&org).is_some_and(|s| *s >= seq) {
             continue;
         }
-        // A chain that ends before a position already signed lost records at its end;
-        // signing its new end would vouch for the shortened log.
-        let signed = state
-            .db
-            .audit_last_checkpoint(&org)
-            .await
-            .map_err(|e| e.to_string())?;
-        if signed > seq {
-            tracing::error!(
-                org,
-                head = seq,
-                signed,
-                "the audit log ends before a signed checkpoint: records were removed; not signing"
-            );
+        if let Err(why) = signable(state, &org, seq, &hash).await? {
+            tracing::error!(org, head = seq, why, "audit log tampered with; not signing");
             done.insert(org, seq);
             continue;
         }
@@ -185,6 +173,48 @@ pub fn sign_checkpoint(
         &key.encoding_key(),
     )
     .map_err(|e| e.to_string())
+}
+
+/// Whether the chain ending at (`seq`, `hash`) may be signed: `Ok(Err(why))` when it
+/// contradicts the newest stored checkpoint, because records were removed at its end
+/// (it ends before that checkpoint) or the chain was rewritten (that checkpoint's
+/// record, or the end itself, has another hash). Signing then would vouch for the
+/// tampered log, so the periodic checkpoints, `POST .../audit/checkpoint` and exports
+/// all ask first.
+pub async fn signable(
+    state: &AppState,
+    org: &str,
+    seq: u64,
+    hash: &str,
+) -> Result<Result<(), String>, String> {
+    let db = &state.db;
+    let Some((signed, signed_hash)) = db
+        .audit_last_checkpoint(org)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(Ok(()));
+    };
+    if signed > seq {
+        return Ok(Err(format!(
+            "the log ends at record {seq}, before the signed checkpoint at record {signed}: records were removed"
+        )));
+    }
+    let stored = if signed == seq {
+        Some(hash.to_string())
+    } else {
+        db.audit_record_hash(org, signed)
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    // A record retention removed has no stored hash left to compare; verification
+    // starts after the cut.
+    if stored.is_some_and(|h| h != signed_hash) {
+        return Ok(Err(format!(
+            "record {signed} differs from its signed checkpoint: the chain was rewritten"
+        )));
+    }
+    Ok(Ok(()))
 }
 
 /// Removes `org`'s records written before `before_ms` behind a signed cut (but none
@@ -280,12 +310,10 @@ async fn deliver(state: Arc<AppState>, poll: Duration, mut stop: watch::Receiver
             // Deliver until caught up or a failure, to the webhook as the settings
             // name it at each batch (a changed URL starts over from the first record).
             loop {
-                let hook = state
-                    .org(&org)
-                    .ok()
-                    .and_then(|d| d.read().settings.audit.webhook.clone());
-                let Some(hook) = hook else { break };
-                match deliver_batch(&state, &client, &node, &org, &hook).await {
+                if webhook_of(&state, &org).is_none() {
+                    break;
+                }
+                match deliver_batch(&state, &client, &node, &org).await {
                     Ok(true) => {
                         backoff.remove(&org);
                     }
@@ -313,18 +341,31 @@ async fn deliver(state: Arc<AppState>, poll: Duration, mut stop: watch::Receiver
     }
 }
 
-/// Delivers the next batch; `Ok(true)` if one was delivered (there may be more).
+/// The organization's webhook as its settings name it now.
+fn webhook_of(state: &AppState, org: &str) -> Option<crate::state::AuditWebhook> {
+    state
+        .org(org)
+        .ok()
+        .and_then(|d| d.read().settings.audit.webhook.clone())
+}
+
+/// Delivers the next batch; `Ok(true)` if one was delivered (there may be more). The
+/// cursor is the URL's (see [`Db::audit_sink_lease`](warden_storage::Db::audit_sink_lease)):
+/// a new URL starts from the first retained record.
 async fn deliver_batch(
     state: &AppState,
     client: &reqwest::Client,
     node: &str,
     org: &str,
-    hook: &crate::state::AuditWebhook,
 ) -> Result<bool, String> {
+    let Some(hook) = webhook_of(state, org) else {
+        return Ok(false);
+    };
+    let hook = &hook;
     let now = warden_storage::now_ms();
     let Some(delivered) = state
         .db
-        .audit_sink_lease(org, node, now, LEASE_MS)
+        .audit_sink_lease(org, node, now, LEASE_MS, &hook.url)
         .await
         .map_err(|e| e.to_string())?
     else {
@@ -349,7 +390,7 @@ async fn deliver_batch(
     .await?;
     state
         .db
-        .audit_sink_advance(org, node, last)
+        .audit_sink_advance(org, node, &hook.url, last)
         .await
         .map_err(|e| e.to_string())?;
     Ok(true)

@@ -196,13 +196,6 @@ pub async fn put_settings(
     let revision = state.db.set_org_settings(&org, &text).await?;
     state.db.notify().await;
     state.wait_for(revision).await?;
-    // A webhook's delivery cursor belongs to its receiver: a new URL (or none) starts
-    // over, once the new settings are in force, so the new receiver gets the whole
-    // retained log and retention keeps what it has not acknowledged.
-    let url = |s: &OrgSettings| s.audit.webhook.as_ref().map(|h| h.url.clone());
-    if url(&previous) != url(&settings) {
-        state.db.audit_sink_reset(&org).await?;
-    }
     // What changed, by section; values stay out of the record (the webhook secret).
     let (old, new) = (json!(previous), json!(settings));
     let changed: Vec<&String> = new

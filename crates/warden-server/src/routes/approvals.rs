@@ -757,6 +757,9 @@ async fn decide_inner(
         )
     })?;
     let b: DecideBody = if json_body {
+        if crate::json::has_nul(body) {
+            return Err(ApiError::bad_request(crate::json::NUL_REFUSED));
+        }
         let mut b: DecideBody = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
         b.csrf = headers
@@ -913,6 +916,9 @@ async fn decide_inner(
 fn serde_urlencoded_form(body: &Bytes) -> ApiResult<DecideBody> {
     let pairs: HashMap<String, String> = serde_urlencoded::from_bytes(body)
         .map_err(|e| ApiError::bad_request(format!("invalid form: {e}")))?;
+    if crate::json::form_has_nul(&pairs) {
+        return Err(ApiError::bad_request(crate::json::NUL_REFUSED));
+    }
     Ok(DecideBody {
         decision: pairs.get("decision").cloned().unwrap_or_default(),
         csrf: pairs.get("csrf").cloned(),

@@ -53,23 +53,24 @@ pub struct AuditQuery {
     order: Option<String>,
 }
 
-/// Milliseconds since the epoch from RFC 3339 or a number.
+/// Milliseconds since the epoch from RFC 3339 or a number; not before the epoch.
 fn parse_time(what: &str, v: &str) -> ApiResult<i64> {
-    if let Ok(ms) = v.parse::<i64>() {
-        if ms < 0 {
-            return Err(ApiError::bad_request(format!(
-                "`{what}` must not be before the epoch"
-            )));
-        }
-        return Ok(ms);
+    let ms = match v.parse::<i64>() {
+        Ok(ms) => ms,
+        Err(_) => chrono::DateTime::parse_from_rfc3339(v)
+            .map(|t| t.timestamp_millis())
+            .map_err(|_| {
+                ApiError::bad_request(format!(
+                    "`{what}` must be RFC 3339 (2026-11-25T10:00:00Z) or milliseconds since the epoch"
+                ))
+            })?,
+    };
+    if ms < 0 {
+        return Err(ApiError::bad_request(format!(
+            "`{what}` must not be before the epoch"
+        )));
     }
-    chrono::DateTime::parse_from_rfc3339(v)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| {
-            ApiError::bad_request(format!(
-                "`{what}` must be RFC 3339 (2026-11-25T10:00:00Z) or milliseconds since the epoch"
-            ))
-        })
+    Ok(ms)
 }
 
 /// The organization must exist (a server administrator's key reaches any name), or be
@@ -227,13 +228,29 @@ pub async fn export(
     let stored = state.db.audit_checkpoints(&org).await?;
     let head = state.db.audit_head(&org).await?;
     let head_seq = head.as_ref().map_or(0, |(s, _)| *s);
-    // The server vouches for where the log ends, so that the file can prove it.
-    let signed_head = match &head {
-        Some((seq, hash)) => Some(
-            crate::audit::tasks::sign_checkpoint(&state, &org, *seq, hash, "export")
+    // The server vouches for where the log ends, so that the file can prove it: the
+    // last record, else the cut retention left, else the empty chain. Not over a log
+    // that contradicts a stored checkpoint (its verification then fails).
+    let end = head
+        .clone()
+        .unwrap_or((0, warden_audit::GENESIS.to_string()));
+    let signed_head = match crate::audit::tasks::signable(&state, &org, end.0, &end.1)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(()) => Some(
+            crate::audit::tasks::sign_checkpoint(&state, &org, end.0, &end.1, "export")
                 .map_err(ApiError::internal)?,
         ),
-        None => None,
+        Err(why) => {
+            tracing::error!(
+                org,
+                head = end.0,
+                why,
+                "audit log tampered with; export not signed"
+            );
+            None
+        }
     };
     let header = ExportHeader {
         format: FORMAT.into(),
@@ -257,7 +274,7 @@ pub async fn export(
         futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(first)) });
     let db = state.db.clone();
     let rest = futures_util::stream::unfold(Phase::Records(0), move |phase| {
-        let (db, org, head) = (db.clone(), org.clone(), head.clone());
+        let (db, org, end) = (db.clone(), org.clone(), end.clone());
         async move {
             match phase {
                 Phase::Records(after) if after < head_seq => {
@@ -281,11 +298,8 @@ pub async fn export(
                     Some((Ok(Bytes::from(buf)), next))
                 }
                 Phase::Records(_) | Phase::Head => {
-                    let l = match head {
-                        Some((seq, hash)) => line(&ExportLine::Head { seq, hash }),
-                        None => Bytes::new(),
-                    };
-                    Some((Ok(l), Phase::Done))
+                    let (seq, hash) = end;
+                    Some((Ok(line(&ExportLine::Head { seq, hash })), Phase::Done))
                 }
                 Phase::Done => None,
             }
@@ -359,6 +373,17 @@ pub async fn checkpoint(
             "the organization has no audit records yet",
         ));
     };
+    if let Err(why) = crate::audit::tasks::signable(&state, &org, seq, &hash)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        tracing::error!(org, head = seq, why, "audit log tampered with; not signing");
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "tampered",
+            format!("not signed: {why}; run verify"),
+        ));
+    }
     let cp = crate::audit::tasks::sign_checkpoint(&state, &org, seq, &hash, "periodic")
         .map_err(ApiError::internal)?;
     state.db.audit_add_checkpoint(&cp).await?;

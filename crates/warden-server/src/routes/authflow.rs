@@ -103,6 +103,15 @@ fn error_page(message: &str) -> Response {
     )
 }
 
+/// The page when the audit log cannot be written: nothing happens unrecorded.
+fn audit_down_page() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Temporarily unavailable",
+        "<p>the audit log cannot be written; try again later</p>",
+    )
+}
+
 /// Redirects to the client with `params` plus `state` and `iss` (RFC 9207).
 fn redirect(state: &AppState, uri: &str, st: Option<&str>, params: &[(&str, &str)]) -> Response {
     let mut q: Vec<(String, String)> = params
@@ -390,7 +399,7 @@ pub async fn signin(
         .await
         .is_err()
     {
-        return error_page("the audit log cannot be written; try again later");
+        return audit_down_page();
     }
     if !signed_in {
         tracing::info!(org = %t.org, "sign-in refused");

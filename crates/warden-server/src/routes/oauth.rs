@@ -530,6 +530,9 @@ pub async fn token(
     meta: Meta,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, OAuthResponse> {
+    if crate::json::form_has_nul(&form) {
+        return Err(OAuthError::invalid_request(crate::json::NUL_REFUSED).into());
+    }
     let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
     if !matches!(
         grant,
@@ -950,6 +953,9 @@ pub async fn revoke(
     meta: Meta,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, OAuthResponse> {
+    if crate::json::form_has_nul(&form) {
+        return Err(OAuthError::invalid_request(crate::json::NUL_REFUSED).into());
+    }
     let client = authenticate(&state, &headers, &form, Purpose::Revoke).await?;
     let token = form
         .get("token")
@@ -1013,6 +1019,9 @@ pub async fn introspect(
     caller: Caller,
     Form(form): Form<HashMap<String, String>>,
 ) -> ApiResult<impl IntoResponse> {
+    if crate::json::form_has_nul(&form) {
+        return Err(ApiError::bad_request(crate::json::NUL_REFUSED));
+    }
     let token = form
         .get("token")
         .ok_or_else(|| ApiError::bad_request("token is required"))?;

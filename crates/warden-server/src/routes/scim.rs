@@ -213,6 +213,9 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> ScimResult<Value> {
             )))
         }
     })?;
+    if crate::json::has_nul(&bytes) {
+        return Err(Scim(ScimError::invalid_syntax(crate::json::NUL_REFUSED)));
+    }
     serde_json::from_slice(&bytes)
         .map_err(|e| Scim(ScimError::invalid_syntax(format!("invalid JSON: {e}"))))
 }
