@@ -187,8 +187,10 @@ pub fn verify_export(
     let mut verifier: Option<ChainVerifier> = None;
     let mut page: Vec<AuditRecord> = Vec::new();
     let mut head = None;
+    let mut last_line = 1;
     for (n, line) in lines {
         let line = line?;
+        last_line = n + 1;
         if line.trim().is_empty() {
             continue;
         }
@@ -240,7 +242,7 @@ pub fn verify_export(
     }
     let Some(head) = head else {
         return Err(ExportError::Format {
-            line: 0,
+            line: last_line + 1,
             message: "no head line: the file is incomplete".into(),
         });
     };

@@ -680,6 +680,26 @@ async fn abuse_suite(url: &str) {
         (400, Some("invalid_request")),
         "{b}"
     );
+    // In a path, and in Basic credentials.
+    let (s, b) = acme
+        .post(
+            "/v1/orgs/acme/audit/a%00/outcome",
+            json!({"result": "success"}),
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    let (s, _) = acme.get("/v1/orgs/acme/users/a%00").await;
+    assert_eq!(s, 400);
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("acme:b\0t:secret");
+    let res = reqwest::Client::new()
+        .post(format!("{}/oauth2/token", acme.base))
+        .header("authorization", format!("Basic {basic}"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
     for p in ["q=%00", "user=a%00", "resource=%00", "id=%00"] {
         let (s, b) = acme.get(&format!("/v1/orgs/acme/audit?{p}")).await;
         assert_eq!(s, 400, "{p}: {b}");
@@ -939,7 +959,15 @@ async fn webhook_suite(url: &str) {
     );
     // The receiver has everything; Warden stores its cursor just after the 2xx.
     for _ in 0..300 {
-        if server.state.db.audit_sink_delivered("acme").await.unwrap() >= n {
+        let url = format!("http://{}/hook", rx.addr);
+        if server
+            .state
+            .db
+            .audit_sink_delivered("acme", &url)
+            .await
+            .unwrap()
+            >= n
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -986,7 +1014,11 @@ async fn webhook_suite(url: &str) {
             .iter()
             .filter_map(|r| r["seq"].as_u64())
             .collect();
-        let delivered = server.state.db.audit_sink_delivered("acme").await;
+        let delivered = server
+            .state
+            .db
+            .audit_sink_delivered("acme", &format!("http://{}/hook", rx2.addr))
+            .await;
         let head_now = head(&server).await;
         let (_, settings) = acme.get("/v1/orgs/acme/settings").await;
         panic!(

@@ -769,13 +769,16 @@ impl Db {
             .transpose()
     }
 
-    /// The last sequence number the organization's webhook acknowledged (0: none).
-    pub async fn audit_sink_delivered(&self, org: &str) -> Result<u64> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT delivered_seq FROM audit_sinks WHERE org_id = $1")
-                .bind(org)
-                .fetch_optional(self.pool())
-                .await?;
+    /// The last sequence number the webhook at `url` acknowledged (0: none, or the
+    /// cursor is another URL's).
+    pub async fn audit_sink_delivered(&self, org: &str, url: &str) -> Result<u64> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT delivered_seq FROM audit_sinks WHERE org_id = $1 AND (url IS NULL OR url = $2)",
+        )
+        .bind(org)
+        .bind(url)
+        .fetch_optional(self.pool())
+        .await?;
         Ok(v.unwrap_or(0).max(0) as u64)
     }
 

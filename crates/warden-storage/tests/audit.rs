@@ -240,7 +240,12 @@ async fn suite(db: Db) {
     assert_eq!(lease("n2", 41_000, B).await, Some(0));
     assert!(!db.audit_sink_advance("acme", "n2", A, 7).await.unwrap());
     assert!(db.audit_sink_advance("acme", "n2", B, 2).await.unwrap());
-    assert_eq!(db.audit_sink_delivered("acme").await.unwrap(), 2);
+    assert_eq!(db.audit_sink_delivered("acme", B).await.unwrap(), 2);
+    assert_eq!(
+        db.audit_sink_delivered("acme", A).await.unwrap(),
+        0,
+        "not A's cursor"
+    );
 }
 
 #[tokio::test]

@@ -22,10 +22,10 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// How fresh an answer must be.
@@ -181,7 +181,18 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
     // `MatchedPath` is a shared string: cloning it allocates nothing.
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
-    let mut res = next.run(req).await;
+    // No identifier holds a NUL character, and PostgreSQL cannot look one up: a path
+    // or query carrying one is refused before any handler sees it.
+    let nul = |s: &str| {
+        s.as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    };
+    let mut res = if nul(req.uri().path()) || req.uri().query().is_some_and(nul) {
+        ApiError::bad_request(crate::json::NUL_REFUSED).into_response()
+    } else {
+        next.run(req).await
+    };
     res.headers_mut()
         .insert("x-request-id", request_id.0.clone());
     let took = started.elapsed();

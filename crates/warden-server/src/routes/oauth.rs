@@ -139,6 +139,8 @@ async fn authenticate(
                     s.rsplit_once(':')
                         .map(|(i, p)| (percent_decode(i), percent_decode(p)))
                 })
+                // No client id or secret holds a NUL (PostgreSQL could not look it up).
+                .filter(|(i, p)| !i.contains('\0') && !p.contains('\0'))
                 .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))
         })
         .transpose()?;
