@@ -590,5 +590,34 @@ async fn authorization_code_with_pkce_consent_and_refresh_rotation() {
             .await
             .is_ok()
     );
+    // With the audit log unwritable, no one signs in unrecorded: 503, not a form error.
+    let html = authorize_url(&base, &[]).await.text().await.unwrap();
+    {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+        sqlx::query("DROP TABLE audit_records")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    let res = http()
+        .post(format!("{base}/oauth2/authorize/signin"))
+        .form(&[
+            ("ticket", ticket(&html).as_str()),
+            ("username", "anne"),
+            ("password", "correct horse battery"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 503);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("audit log cannot be written")
+    );
     server.shutdown().await.unwrap();
 }
