@@ -417,6 +417,9 @@ async fn suite(url: &str) {
         .await;
     assert_eq!(s, 503, "{b}");
     assert!(b.get("allowed").is_none());
+    // The node says it is not ready, so that a load balancer sends traffic elsewhere.
+    let res = reqwest::get(format!("{}/readyz", acme.base)).await.unwrap();
+    assert_eq!(res.status().as_u16(), 503);
     // A change that committed but could not be recorded says so.
     let (s, b) = acme
         .post(

@@ -68,6 +68,21 @@ pub struct WriterStats {
     pub records: AtomicU64,
     pub commits: AtomicU64,
     pub failed_records: AtomicU64,
+    /// When the last commit failed (ms since the epoch), 0 once one succeeds.
+    pub failed_at_ms: std::sync::atomic::AtomicI64,
+}
+
+/// How long after a failed commit the node reports itself not ready.
+const UNREADY_AFTER_FAILURE_MS: i64 = 10_000;
+
+impl WriterStats {
+    /// Whether a commit failed within the last few seconds (and none succeeded since):
+    /// decisions here are failing closed, so `/readyz` sends traffic elsewhere. It
+    /// clears by itself, so that a node with nothing to commit is tried again.
+    pub fn failing(&self) -> bool {
+        let at = self.failed_at_ms.load(Ordering::Relaxed);
+        at != 0 && warden_storage::now_ms() - at < UNREADY_AFTER_FAILURE_MS
+    }
 }
 
 impl WriterStats {
@@ -223,9 +238,13 @@ fn finish(
     if res.is_ok() {
         stats.records.fetch_add(records, Ordering::Relaxed);
         stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats.failed_at_ms.store(0, Ordering::Relaxed);
         appended.notify_waiters();
     } else {
         stats.failed_records.fetch_add(records, Ordering::Relaxed);
+        stats
+            .failed_at_ms
+            .store(warden_storage::now_ms(), Ordering::Relaxed);
     }
     let mut rest = batch.into_iter();
     for (j, n) in jobs {

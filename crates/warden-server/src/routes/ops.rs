@@ -17,6 +17,12 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Readiness: data loaded and the database answers.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if state.audit.stats.failing() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "the audit log cannot be written"})),
+        );
+    }
     if state.db.ping().await {
         (
             StatusCode::OK,
