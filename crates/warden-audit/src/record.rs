@@ -214,11 +214,11 @@ fn link_into(prev_hash: &str, content: &[u8], out: &mut String) {
     h.update(prev_hash.as_bytes());
     h.update(b"\n");
     h.update(content);
-    let mut hex = [0u8; 64];
-    // 32 bytes always fit 64 hex digits, which are ASCII.
-    if hex::encode_to_slice(h.finalize(), &mut hex).is_ok() {
-        out.clear();
-        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.clear();
+    for b in h.finalize() {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
     }
 }
 

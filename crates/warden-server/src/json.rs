@@ -63,7 +63,8 @@ pub fn has_nul(json: &[u8]) -> bool {
     false
 }
 
-/// Whether a decoded form or query holds a NUL character.
+/// Whether a decoded form holds a NUL character (paths and queries are checked once,
+/// for every route, by the request middleware).
 pub fn form_has_nul<'a>(fields: impl IntoIterator<Item = (&'a String, &'a String)>) -> bool {
     fields
         .into_iter()

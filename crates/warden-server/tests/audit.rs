@@ -607,6 +607,13 @@ async fn tamper_suite(url: &str) {
         matches!(r.problem, Some(warden_audit::Tamper::Unsigned { seq: 13 })),
         "{r:?}"
     );
+    // Grown back to the signed position, the record there is another one: refused too.
+    decisions(trunc, "trunc", 2).await;
+    let (s, b) = trunc
+        .post("/v1/orgs/trunc/audit/checkpoint", json!({}))
+        .await;
+    assert_eq!(s, 409, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("differs"), "{b}");
     // An untouched chain still gets its checkpoint on demand.
     let (s, _) = clients[0]
         .post("/v1/orgs/clean/audit/checkpoint", json!({}))
@@ -625,41 +632,33 @@ async fn abuse_suite(url: &str) {
     let acme = setup(&admin, "acme").await;
     let other = setup(&admin, "globex").await;
 
-    // NUL in the object: a clean 400 for the sender, a record with U+FFFD, and the
-    // other organization's decisions unharmed while it happens.
-    let (nul, fine) = tokio::join!(
-        async {
+    // NUL in the object: a clean 400 for the sender, and the other organization's
+    // decisions unharmed while it happens.
+    let twenty = |c: &Client, org: &'static str, object: &'static str| {
+        let c = c.clone();
+        async move {
             let mut codes = Vec::new();
             for _ in 0..20 {
-                let (s, _) = acme
+                let (s, _) = c
                     .post(
-                        "/v1/orgs/acme/check",
-                        json!({"user": "user:anne", "relation": "viewer", "object": "document:a\u{0}b"}),
-                    )
-                    .await;
-                codes.push(s);
-            }
-            codes
-        },
-        async {
-            let mut codes = Vec::new();
-            for _ in 0..20 {
-                let (s, _) = other
-                    .post(
-                        "/v1/orgs/globex/check",
-                        json!({"user": "user:anne", "relation": "viewer", "object": "document:plan"}),
+                        &format!("/v1/orgs/{org}/check"),
+                        json!({"user": "user:anne", "relation": "viewer", "object": object}),
                     )
                     .await;
                 codes.push(s);
             }
             codes
         }
+    };
+    let (nul, fine) = tokio::join!(
+        twenty(&acme, "acme", "document:a\u{0}b"),
+        twenty(&other, "globex", "document:plan")
     );
     assert!(nul.iter().all(|s| *s == 400), "{nul:?}");
     assert!(fine.iter().all(|s| *s == 200), "{fine:?}");
     // Refused as a malformed request, like any other: no decision, no record. NUL
     // reaching a record by another way is stored as U+FFFD (warden-audit's tests).
-    let recs = query(&acme, "acme", "q=a%EF%BF%BDb").await;
+    let recs = query(&acme, "acme", "resource=document:a%EF%BF%BDb").await;
     assert_eq!(recs.len(), 0);
     // Nor anywhere else a NUL could reach PostgreSQL.
     let (s, b) = acme

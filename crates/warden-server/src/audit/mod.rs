@@ -14,7 +14,7 @@ pub mod tasks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -69,7 +69,7 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     pub failed_records: AtomicU64,
     /// When the last commit failed (ms since the epoch), 0 once one succeeds.
-    pub failed_at_ms: std::sync::atomic::AtomicI64,
+    pub failed_at_ms: AtomicI64,
 }
 
 /// How long after a failed commit the node reports itself not ready.

@@ -136,8 +136,7 @@ pub async fn checkpoint_all(
         if done.get(&org).is_some_and(|s| *s >= seq) {
             continue;
         }
-        if let Err(why) = signable(state, &org, seq, &hash).await? {
-            tracing::error!(org, head = seq, why, "audit log tampered with; not signing");
+        if signable(state, &org, seq, &hash).await?.is_err() {
             done.insert(org, seq);
             continue;
         }
@@ -178,9 +177,9 @@ pub fn sign_checkpoint(
 /// Whether the chain ending at (`seq`, `hash`) may be signed: `Ok(Err(why))` when it
 /// contradicts the newest stored checkpoint, because records were removed at its end
 /// (it ends before that checkpoint) or the chain was rewritten (that checkpoint's
-/// record, or the end itself, has another hash). Signing then would vouch for the
-/// tampered log, so the periodic checkpoints, `POST .../audit/checkpoint` and exports
-/// all ask first.
+/// record, or the end itself, has another hash), which it also logs as an error.
+/// Signing then would vouch for the tampered log, so the periodic checkpoints,
+/// `POST .../audit/checkpoint` and exports all ask first.
 pub async fn signable(
     state: &AppState,
     org: &str,
@@ -195,10 +194,14 @@ pub async fn signable(
     else {
         return Ok(Ok(()));
     };
+    let refuse = |why: String| {
+        tracing::error!(org, head = seq, why, "audit log tampered with; not signing");
+        Ok(Err(why))
+    };
     if signed > seq {
-        return Ok(Err(format!(
+        return refuse(format!(
             "the log ends at record {seq}, before the signed checkpoint at record {signed}: records were removed"
-        )));
+        ));
     }
     let stored = if signed == seq {
         Some(hash.to_string())
@@ -210,9 +213,9 @@ pub async fn signable(
     // A record retention removed has no stored hash left to compare; verification
     // starts after the cut.
     if stored.is_some_and(|h| h != signed_hash) {
-        return Ok(Err(format!(
+        return refuse(format!(
             "record {signed} differs from its signed checkpoint: the chain was rewritten"
-        )));
+        ));
     }
     Ok(Ok(()))
 }
@@ -308,9 +311,6 @@ async fn deliver(state: Arc<AppState>, poll: Duration, mut stop: watch::Receiver
             // Deliver until caught up or a failure, to the webhook as the settings
             // name it at each batch (a changed URL starts over from the first record).
             loop {
-                if webhook_of(&state, &org).is_none() {
-                    break;
-                }
                 match deliver_batch(&state, &client, &node, &org).await {
                     Ok(true) => {
                         backoff.remove(&org);
@@ -359,7 +359,6 @@ async fn deliver_batch(
     let Some(hook) = webhook_of(state, org) else {
         return Ok(false);
     };
-    let hook = &hook;
     let now = warden_storage::now_ms();
     let Some(delivered) = state
         .db
@@ -381,7 +380,7 @@ async fn deliver_batch(
         .map_err(|e| e.to_string())?;
     post(
         client,
-        hook,
+        &hook,
         &format!("{org}/{}-{last}", delivered + 1),
         body,
     )

@@ -251,31 +251,32 @@ pub fn run(conn: Conn, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         }
         AuditCommand::Verify { org, file, jwks } => {
             let json = conn.json;
-            // Whose keys the checkpoint signatures were checked against, in words.
-            let mut keys_from = "the JWKS file given";
-            let report = match (org, file) {
+            // The report, and whose keys checked its signatures, in words.
+            let (report, keys_from) = match (org, file) {
                 (_, Some(file)) => {
-                    if jwks.is_none() {
-                        keys_from = "the export's own, not independently checked";
-                    }
-                    let keys = match jwks {
-                        Some(j) => Some(read_jwks(
-                            &std::fs::read_to_string(&j)
-                                .with_context(|| format!("cannot read {}", j.display()))?,
-                        )?),
-                        None => None,
+                    let (keys, from) = match jwks {
+                        Some(j) => (
+                            Some(read_jwks(
+                                &std::fs::read_to_string(&j)
+                                    .with_context(|| format!("cannot read {}", j.display()))?,
+                            )?),
+                            "the JWKS file given",
+                        ),
+                        None => (None, "the export's own, not independently checked"),
                     };
                     let f = std::fs::File::open(&file)
                         .with_context(|| format!("cannot open {}", file.display()))?;
-                    warden_audit::verify_export(std::io::BufReader::new(f), keys.as_deref())?
+                    let report =
+                        warden_audit::verify_export(std::io::BufReader::new(f), keys.as_deref())?;
+                    (report, from)
                 }
                 (Some(org), None) => {
                     let c = Client::new(conn)?;
-                    keys_from = "the server's JWKS";
                     let keys = read_jwks(&c.get("/oauth2/jwks")?.to_string())?;
                     let mut buf = Vec::new();
                     c.download(&format!("/v1/orgs/{org}/audit/export"), &mut buf)?;
-                    warden_audit::verify_export(&buf[..], Some(&keys))?
+                    let report = warden_audit::verify_export(&buf[..], Some(&keys))?;
+                    (report, "the server's JWKS")
                 }
                 (None, None) => anyhow::bail!("give --org or --file"),
             };
